@@ -1,0 +1,9 @@
+"""`python -m qtasks`."""
+
+from __future__ import annotations
+
+import sys
+
+from qtasks.cli import main
+
+sys.exit(main())

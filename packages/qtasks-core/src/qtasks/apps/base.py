@@ -1,0 +1,238 @@
+"""`BaseQueueTasks`: what the sync and asyncio apps share (registration, assembly, flows)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+from qtasks._drive import Flow
+from qtasks._state import set_default_app
+from qtasks.apps import assembly
+from qtasks.configs.config import QueueConfig
+from qtasks.events import Events
+from qtasks.exc import UnknownTaskError
+from qtasks.plugins.builtin.depends import DependsPlugin
+from qtasks.plugins.builtin.retry import RetryPlugin
+from qtasks.plugins.builtin.state import StatePlugin
+from qtasks.plugins.manager import PluginHost
+from qtasks.registries.handles import TaskCls
+from qtasks.registries.registrar import Router, TaskRegistrar, shared_registry
+from qtasks.schemas.envelope import Envelope
+from qtasks.schemas.task import Task
+
+try:
+    __version__ = version("qtasks-core")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+
+class BaseQueueTasks(TaskRegistrar):
+    is_async: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        name: str = "QueueTasks",
+        broker_url: str | None = None,
+        broker: Any = None,
+        worker: Any = None,
+        global_config: Any = None,
+        config: QueueConfig | None = None,
+        log: logging.Logger | None = None,
+        events: Events | None = None,
+        storage_url: str | None = None,
+        *,
+        load_entry_points: bool = True,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.version = __version__
+        self.config = config if config is not None else QueueConfig()
+        self.log = log if log is not None else logging.getLogger(f"qtasks.app.{name}")
+        self.events = events if events is not None else Events()
+        self.plugins = PluginHost()
+        for plugin, label in ((RetryPlugin(), "qtasks.retry"), (DependsPlugin(), "qtasks.depends"),
+                              (StatePlugin(), "qtasks.state")):
+            self.plugins.add_plugin(plugin, name=label)
+        if load_entry_points:
+            self.plugins.load_entry_points()
+        assembly.check_flavour(self.is_async, broker=broker, worker=worker,
+                               global_config=global_config)
+        if broker is None:
+            broker = assembly.build_broker(name, self.is_async, broker_url, storage_url,
+                                           global_config)
+        elif global_config is not None:
+            broker.storage.global_config = global_config
+        if worker is None:
+            worker = assembly.build_worker(name, self.is_async, broker)
+        elif worker.broker is None:
+            worker.broker = broker
+        self.broker = broker
+        self.worker = worker
+        self.starter: Any = assembly.build_starter(name, self.is_async, broker, worker)
+        self.routers: list[Router] = []
+        for component in (broker, worker, self.starter):
+            component.bind(self.plugins, self.config, self.events)
+        broker.storage.app = self
+        worker.app = self
+        worker.tasks = self.tasks
+        self._merge_shared()
+        set_default_app(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} broker={self.broker!r}>"
+
+    # -- registration ---------------------------------------------------------------------------
+    def _priority(self) -> int:
+        return self.config.task_default_priority
+
+    def _app_ref(self) -> Any:
+        return self
+
+    def _merge_shared(self) -> None:
+        for name, definition in shared_registry.tasks.items():
+            if name not in self.tasks:
+                self.tasks[name] = definition
+                handle = shared_registry.handles[name]
+                handle.app = self
+                self.handles[name] = handle
+
+    def include_router(self, router: Router) -> None:
+        """Add a router's tasks; a name already registered is an error."""
+        clash = set(router.tasks) & set(self.tasks)
+        if clash:
+            raise ValueError(f"tasks already registered: {', '.join(sorted(clash))}")
+        self.tasks.update(router.tasks)
+        for name, handle in router.handles.items():
+            handle.app = self
+            self.handles[name] = handle
+        self.routers.append(router)
+
+    def add_plugin(self, plugin: Any, trigger_names: list[str] | None = None,
+                   component: str | None = None) -> None:
+        """Register a `BasePlugin` for `component`'s triggers (or `trigger_names`), or an object
+        or module of `@hookimpl` functions. Every component of this app shares one host."""
+        self.plugins.add_plugin(plugin, trigger_names, component)
+
+    def add_middleware(self, middleware: type[Any], position: str = "before") -> None:
+        """Run `middleware(task_executor)()` before or after every task of this app."""
+        if position not in ("before", "after"):
+            raise ValueError("position must be 'before' or 'after'")
+        getattr(self.worker, f"task_middlewares_{position}").append(middleware)
+
+    # -- flows ----------------------------------------------------------------------------------
+    def _envelope_flow(
+        self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        priority: int | None, eta: float | None, queue: str | None,
+        extra: dict[str, Any] | None, headers: dict[str, str] | None,
+    ) -> Flow[Envelope]:
+        definition = self.tasks.get(task_name)
+        if definition is None:
+            if self.tasks and not self.config.enqueue_unknown_tasks:
+                raise UnknownTaskError(
+                    f"task {task_name!r} is not registered in app {self.name!r} "
+                    "(set config.enqueue_unknown_tasks to enqueue tasks defined elsewhere)")
+        else:
+            definition.check_arguments(args, kwargs)
+        if priority is None:
+            priority = definition.priority if definition else self.config.task_default_priority
+        values = {"task_name": task_name, "priority": priority, "args": args, "kw": kwargs,
+                  "extra": dict(extra or {}), "headers": dict(headers or {}), "eta": eta}
+        if self.plugins.wants("qtasks_add_task_before_broker"):
+            values = yield from self.plugins.flow(
+                "qtasks_add_task_before_broker", {"qtasks": self, "broker": self.broker, **values})
+        return self.broker.make_envelope(
+            values["task_name"], values["priority"], values["extra"], values["args"],
+            values["kw"], eta=values["eta"], headers=values["headers"],
+            queue=queue or (definition.queue if definition else None),
+            retry=definition.retry if definition else None)
+
+    def _enqueue_flow(
+        self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        priority: int | None = None, timeout: float | None = None, eta: float | None = None,
+        delay: float | None = None, queue: str | None = None,
+        extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    ) -> Flow[Task | None]:
+        if delay is not None:
+            eta = time.time() + delay
+        env = yield from self._envelope_flow(task_name, args, kwargs, priority, eta, queue,
+                                             extra, headers)
+        task = yield from self.broker._add_flow(env)  # noqa: SLF001
+        if self.plugins.wants("qtasks_add_task_after_broker"):
+            yield from self.plugins.flow("qtasks_add_task_after_broker", {
+                "qtasks": self, "broker": self.broker, "task_name": env.task,
+                "priority": env.priority, "args": tuple(env.args), "kwargs": env.kwargs,
+                "task": task})
+        if timeout is not None:
+            return (yield from self._wait_flow(str(task.uuid), timeout))
+        return task
+
+    def _bulk_flow(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> Flow[list[Task]]:
+        envelopes = []
+        for call in calls:
+            if isinstance(call, TaskCls):
+                name, args, kwargs, priority = call.task_name, call.args, call.kwargs, call.priority
+            else:
+                name, args, kwargs, priority = (tuple(call) + ((), {}, None))[:4]
+            env = yield from self._envelope_flow(name, tuple(args), dict(kwargs), priority, None,
+                                                 None, None, None)
+            envelopes.append(env)
+        return (yield from self.broker._add_many_flow(envelopes))  # noqa: SLF001
+
+    def _wait_flow(self, uuid: str, timeout: float) -> Flow[Task | None]:
+        """The final record, following retry links, within `timeout`; woken by the write."""
+        deadline = time.monotonic() + timeout
+        statuses = frozenset(self.config.result_statuses_end) | {"retry"}
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            task = yield from self.broker.storage._wait_flow(uuid, remaining, statuses)  # noqa: SLF001
+            if task is None:
+                return None
+            if task.status == "retry" and task.retry_child_uuid:
+                uuid = task.retry_child_uuid
+                continue
+            return task
+
+    def _get_flow(self, uuid: str) -> Flow[Task | None]:
+        task = yield from self.broker._get_flow(str(uuid))  # noqa: SLF001
+        if self.plugins.wants("qtasks_get"):
+            task = (yield from self.plugins.flow(
+                "qtasks_get", {"qtasks": self, "broker": self.broker, "task": task}))["task"]
+        return task
+
+    def _cancel_flow(self, uuid: str, reason: str | None) -> Flow[str]:
+        yield from self.plugins.flow("qtasks_cancel", {"qtasks": self, "broker": self.broker,
+                                                       "uuid": str(uuid), "reason": reason})
+        return (yield from self.broker._cancel_flow(str(uuid), reason))  # noqa: SLF001
+
+    def _ping_flow(self, server: bool) -> Flow[bool]:
+        global_config = self.broker.storage.global_config
+        yield from self.plugins.flow("qtasks_ping", {"qtasks": self,
+                                                     "global_config": global_config})
+        if not server or global_config is None:
+            return True
+        return bool((yield global_config.is_running))
+
+    def _flush_flow(self) -> Flow[None]:
+        yield from self.plugins.flow("qtasks_flush_all", {"qtasks": self, "broker": self.broker})
+        yield self.broker.flush_all
+
+    def _stop_flow(self) -> Flow[None]:
+        yield from self.plugins.flow("qtasks_stop", {"qtasks": self, "starter": self.starter})
+
+    def _use_starter(self, starter: Any) -> None:
+        if starter is not None and starter is not self.starter:
+            starter.broker = starter.broker or self.broker
+            starter.worker = starter.worker or self.worker
+            starter.bind(self.plugins, self.config, self.events)
+            self.starter = starter
+
+    # Used by Task.wait_result(_async); each app defines one natively.
+    def _wait_sync(self, uuid: str, timeout: float) -> Task | None:
+        raise NotImplementedError
+
+    async def _wait_async(self, uuid: str, timeout: float) -> Task | None:
+        raise NotImplementedError
+

@@ -1,0 +1,7 @@
+"""What every component shares."""
+
+from __future__ import annotations
+
+from qtasks.base.component import Component
+
+__all__ = ["Component"]

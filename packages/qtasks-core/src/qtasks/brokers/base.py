@@ -1,0 +1,351 @@
+"""Broker interface: at-least-once delivery with leases.
+
+What a conforming broker guarantees:
+
+* `add` writes the `new` record and the queue entry together (atomically), and is idempotent by
+  task id: a retried enqueue never queues a task twice.
+* `claim` is atomic: each queued task goes to one worker, highest priority first (lower number),
+  FIFO within a priority, never before its `eta`, with a lease (owner, token, deadline).
+* A task stays in the broker until `remove_finished_task` writes its final record; that write
+  checks the lease token, so a worker that lost its lease cannot overwrite its successor's record.
+* `heartbeat` renews leases; `reap` returns lapsed leases to the queue, counting recoveries, and
+  dead-letters a task past `config.max_recoveries`.
+* Malformed entries never reach a worker: they are dead-lettered with a reason and a sample.
+
+Implement the `_`-prefixed primitives (and `claim`, `heartbeat`); the public methods are flows
+shared by the sync and async flavours.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as uuidlib
+from abc import abstractmethod
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from qtasks._discovery import redact_url
+from qtasks._drive import Flow, run_async, run_sync
+from qtasks.base.component import Component
+from qtasks.schemas.delivery import DeadEntry, Delivery
+from qtasks.schemas.envelope import Envelope, encode
+from qtasks.schemas.task import Task, new_record, to_mapping
+
+if TYPE_CHECKING:
+    from qtasks.storages.base import BaseStorage
+
+CancelListener = Callable[[str, "str | None"], None]
+
+
+class BaseBroker(Component):
+    component: ClassVar[str] = "broker"
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str = "QueueTasks", url: str | None = None,
+                 storage: BaseStorage | None = None, **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.url = url
+        self.storage: Any = storage if storage is not None else self._default_storage()
+        self.cancel_listeners: list[CancelListener] = []
+
+    def _default_storage(self) -> BaseStorage:
+        raise NotImplementedError(f"{type(self).__name__} needs a storage")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} url={redact_url(self.url)!r}>"
+
+    def bind(self, plugins: Any, config: Any, events: Any) -> None:
+        super().bind(plugins, config, events)
+        self.storage.bind(plugins, config, events)
+        if self.storage.global_config is not None:
+            self.storage.global_config.bind(plugins, config, events)
+
+    # -- primitives -----------------------------------------------------------------------------
+    @abstractmethod
+    def _enqueue(self, items: list[tuple[Envelope, bytes, Task]]) -> Any:
+        """Write records and queue entries atomically; skip ids that exist. -> list[bool]"""
+
+    @abstractmethod
+    def claim(self, worker_id: str, limit: int, timeout: float, queues: list[str]) -> Any:
+        """Up to `limit` deliveries; blocks up to `timeout` s when none is ready."""
+
+    @abstractmethod
+    def heartbeat(self, worker_id: str, leases: dict[str, str]) -> Any:
+        """Renew `{task id: token}` leases; returns the ids whose lease was lost."""
+
+    @abstractmethod
+    def _finish(self, delivery: Delivery, mapping: dict[str, str]) -> Any:
+        """Final record + acknowledgement, only if the lease token still matches. -> bool"""
+
+    @abstractmethod
+    def _requeue(self, delivery: Delivery, eta: float | None) -> Any:
+        """Return a claimed task to its queue (not counted as a recovery). -> bool"""
+
+    @abstractmethod
+    def _reap(self) -> Any:
+        """Return lapsed leases. -> (list of (id, recoveries), list of DeadEntry)"""
+
+    @abstractmethod
+    def _cancel(self, uuid: str, reason: str | None) -> Any:
+        """Cancel: 'cancelled' (was queued), 'signalled' (running), 'final' or 'unknown'."""
+
+    @abstractmethod
+    def _dead_letter(self, delivery: Delivery, reason: str, sample: str,
+                     mapping: dict[str, str] | None) -> Any:
+        """Move a claimed task to the dead-letter set (with its final record). -> bool"""
+
+    @abstractmethod
+    def _flush(self) -> Any:
+        """Delete every queue, lease and dead letter of this app."""
+
+    def _start(self) -> Any:
+        return None
+
+    def _stop(self) -> Any:
+        return None
+
+    def interrupt(self) -> Any:
+        """Wake blocked `claim` calls (used when a worker stops)."""
+        return None
+
+    def list_dead(self, limit: int = 100) -> Any:
+        raise NotImplementedError
+
+    def counts(self) -> Any:
+        """Queue figures (queued, processing, dead, per status) for stats."""
+        raise NotImplementedError
+
+    # -- shared flows ---------------------------------------------------------------------------
+    def make_envelope(
+        self, task_name: str, priority: int = 0, extra: dict[str, Any] | None = None,
+        args: tuple[Any, ...] | list[Any] | None = None, kwargs: dict[str, Any] | None = None,
+        *, uuid: str | None = None, eta: float | None = None, queue: str | None = None,
+        headers: dict[str, str] | None = None, attempt: int = 0, retry: int | None = None,
+        parent: str | None = None,
+    ) -> Envelope:
+        return Envelope(
+            id=uuid or str(uuidlib.uuid4()), task=task_name, args=list(args or ()),
+            kwargs=dict(kwargs or {}), priority=priority, queue=queue or "default", eta=eta,
+            created_at=time.time(), attempt=attempt, retry=retry, parent=parent,
+            headers=dict(headers or {}), extra=dict(extra or {}),
+        )
+
+    def _add_many_flow(self, envelopes: list[Envelope]) -> Flow[list[Task]]:
+        items: list[tuple[Envelope, bytes, Task]] = []
+        for env in envelopes:
+            payload = encode(env, self.config.max_payload_bytes)  # typed error, nothing written
+            model = new_record(env)
+            model = (yield from self._trigger("broker_add_before", broker=self,
+                                              storage=self.storage, model=model))["model"]
+            _, model = yield from self.storage.prepare_add(env.id, model)
+            model._app = self.storage.app  # noqa: SLF001
+            items.append((env, payload, model))
+        yield partial(self._enqueue, items)
+        for _, _, model in items:
+            yield from self._trigger("broker_add_after", broker=self, storage=self.storage,
+                                     model=model)
+        return [model for _, _, model in items]
+
+    def _add_flow(self, envelope: Envelope) -> Flow[Task]:
+        return (yield from self._add_many_flow([envelope]))[0]
+
+    def _get_flow(self, uuid: str) -> Flow[Task | None]:
+        task = yield from self.storage._get_flow(uuid)  # noqa: SLF001
+        return (yield from self._trigger("broker_get", broker=self, task=task))["task"]
+
+    def _update_flow(self, kwargs: dict[str, Any]) -> Flow[None]:
+        kwargs = (yield from self._trigger("broker_update", broker=self, kw=kwargs))["kw"]
+        yield from self.storage._update_flow(kwargs)  # noqa: SLF001
+
+    def _finish_flow(self, delivery: Delivery, model: Task) -> Flow[bool]:
+        model = (yield from self._trigger("broker_remove_finished_task", broker=self,
+                                          storage=self.storage, model=model))["model"]
+        done = bool((yield partial(self._finish, delivery, to_mapping(model))))
+        if done:
+            yield from self.storage._remove_finished_flow(delivery.envelope, model)  # noqa: SLF001
+        return done
+
+    def _dead_letter_flow(self, delivery: Delivery, reason: str, sample: str,
+                          model: Task | None) -> Flow[bool]:
+        mapping = None if model is None else to_mapping(model)
+        done = bool((yield partial(self._dead_letter, delivery, reason, sample, mapping)))
+        if done:
+            yield from self._trigger("broker_task_dead", broker=self, uuid=delivery.envelope.id,
+                                     reason=reason, sample=sample)
+        return done
+
+    def _reap_flow(self) -> Flow[int]:
+        recovered, dead = yield self._reap
+        for uuid, count in recovered:
+            self.log.warning("task %s recovered from a lapsed lease (recovery %d)", uuid, count)
+            yield from self._trigger("broker_task_recovered", broker=self, uuid=uuid,
+                                     recoveries=count)
+        entry: DeadEntry
+        for entry in dead:
+            self.log.error("task %s dead-lettered: %s", entry.uuid, entry.reason)
+            yield from self._trigger("broker_task_dead", broker=self, uuid=entry.uuid,
+                                     reason=entry.reason, sample=entry.sample)
+        return len(recovered) + len(dead)
+
+    def _running_older_flow(self, worker: Any) -> Flow[int]:
+        yield from self._trigger("broker_running_older_tasks", broker=self, worker=worker)
+        return (yield from self._reap_flow())
+
+    def _cancel_flow(self, uuid: str, reason: str | None) -> Flow[str]:
+        return str((yield partial(self._cancel, str(uuid), reason)))
+
+    def notify_cancel(self, uuid: str, reason: str | None) -> None:
+        """Concrete brokers call this when they learn that a running task was cancelled."""
+        for listener in list(self.cancel_listeners):
+            listener(uuid, reason)
+
+    def _listen_flow(self, worker: Any) -> Flow[None]:
+        """The consume loop: claim only what the worker can start soon, hand it over."""
+        yield from self._trigger("broker_listen_start", broker=self, worker=worker)
+        failures = 0
+        while worker.running:
+            free = yield worker.wait_capacity
+            if not free or not worker.running:
+                break
+            try:
+                deliveries = yield partial(self.claim, worker.worker_id, free,
+                                           self.config.block_timeout, worker.queues)
+            except Exception as exc:  # noqa: BLE001 - workers survive broker outages
+                failures += 1
+                delay = min(0.05 * 2 ** min(failures, 6), 2.0)
+                self.log.warning("claim failed (%s); retrying in %.2fs", type(exc).__name__, delay)
+                yield partial(worker.pause, delay)
+                continue
+            failures = 0
+            for delivery in deliveries:
+                if self.plugins.wants("broker_add_worker"):
+                    env = delivery.envelope
+                    out = yield from self._trigger(
+                        "broker_add_worker", broker=self, worker=worker, task_name=env.task,
+                        uuid=env.id, priority=env.priority, args=env.args, kw=env.kwargs,
+                        created_at=env.created_at)
+                    env.task, env.priority = out["task_name"], out["priority"]
+                    env.args, env.kwargs = out["args"], out["kw"]
+                yield partial(worker.add, delivery)
+
+    def _start_flow(self, worker: Any) -> Flow[None]:
+        yield self.storage.start
+        yield self._start
+        if self.config.delete_finished_tasks:
+            yield self.storage.delete_finished_tasks
+        if self.config.running_older_tasks and worker is not None:
+            yield from self._running_older_flow(worker)
+        yield from self._trigger("broker_start", broker=self, worker=worker)
+
+    def _stop_flow(self) -> Flow[None]:
+        yield from self._trigger("broker_stop", broker=self)
+        yield self._stop
+        yield self.storage.stop
+
+    def _flush_flow(self) -> Flow[None]:
+        yield from self._trigger("broker_flush_all", broker=self)
+        yield self._flush
+        yield from self.storage._flush_flow()  # noqa: SLF001
+
+
+class SyncBroker(BaseBroker):
+    """Broker for the sync app and `SyncThreadWorker`."""
+
+    def add(self, task_name: str, priority: int = 0, extra: dict[str, Any] | None = None,
+            args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None,
+            **options: Any) -> Task:
+        env = self.make_envelope(task_name, priority, extra, args, kwargs, **options)
+        return run_sync(self._add_flow(env))
+
+    def add_many(self, envelopes: list[Envelope]) -> list[Task]:
+        return run_sync(self._add_many_flow(envelopes))
+
+    def get(self, uuid: str) -> Task | None:
+        return run_sync(self._get_flow(uuid))
+
+    def update(self, **kwargs: Any) -> None:
+        run_sync(self._update_flow(kwargs))
+
+    def remove_finished_task(self, delivery: Delivery, model: Task) -> bool:
+        return run_sync(self._finish_flow(delivery, model))
+
+    def requeue(self, delivery: Delivery, eta: float | None = None) -> bool:
+        return bool(self._requeue(delivery, eta))
+
+    def dead_letter(self, delivery: Delivery, reason: str, sample: str,
+                    model: Task | None = None) -> bool:
+        return run_sync(self._dead_letter_flow(delivery, reason, sample, model))
+
+    def reap(self) -> int:
+        return run_sync(self._reap_flow())
+
+    def running_older_tasks(self, worker: Any) -> int:
+        return run_sync(self._running_older_flow(worker))
+
+    def cancel(self, uuid: str, reason: str | None = None) -> str:
+        return run_sync(self._cancel_flow(uuid, reason))
+
+    def listen(self, worker: Any) -> None:
+        run_sync(self._listen_flow(worker))
+
+    def start(self, worker: Any = None) -> None:
+        run_sync(self._start_flow(worker))
+
+    def stop(self) -> None:
+        run_sync(self._stop_flow())
+
+    def flush_all(self) -> None:
+        run_sync(self._flush_flow())
+
+
+class AsyncBroker(BaseBroker):
+    """Broker for the asyncio app and `AsyncWorker`."""
+
+    is_async: ClassVar[bool] = True
+
+    async def add(self, task_name: str, priority: int = 0, extra: dict[str, Any] | None = None,
+                  args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None,
+                  **options: Any) -> Task:
+        env = self.make_envelope(task_name, priority, extra, args, kwargs, **options)
+        return await run_async(self._add_flow(env))
+
+    async def add_many(self, envelopes: list[Envelope]) -> list[Task]:
+        return await run_async(self._add_many_flow(envelopes))
+
+    async def get(self, uuid: str) -> Task | None:
+        return await run_async(self._get_flow(uuid))
+
+    async def update(self, **kwargs: Any) -> None:
+        await run_async(self._update_flow(kwargs))
+
+    async def remove_finished_task(self, delivery: Delivery, model: Task) -> bool:
+        return await run_async(self._finish_flow(delivery, model))
+
+    async def requeue(self, delivery: Delivery, eta: float | None = None) -> bool:
+        return bool(await self._requeue(delivery, eta))
+
+    async def dead_letter(self, delivery: Delivery, reason: str, sample: str,
+                          model: Task | None = None) -> bool:
+        return await run_async(self._dead_letter_flow(delivery, reason, sample, model))
+
+    async def reap(self) -> int:
+        return await run_async(self._reap_flow())
+
+    async def running_older_tasks(self, worker: Any) -> int:
+        return await run_async(self._running_older_flow(worker))
+
+    async def cancel(self, uuid: str, reason: str | None = None) -> str:
+        return await run_async(self._cancel_flow(uuid, reason))
+
+    async def listen(self, worker: Any) -> None:
+        await run_async(self._listen_flow(worker))
+
+    async def start(self, worker: Any = None) -> None:
+        await run_async(self._start_flow(worker))
+
+    async def stop(self) -> None:
+        await run_async(self._stop_flow())
+
+    async def flush_all(self) -> None:
+        await run_async(self._flush_flow())

@@ -1,0 +1,121 @@
+"""How a task function is called, on the event loop or in threads, within its `max_time`.
+
+Async worker: coroutines and async generators run on the loop; sync functions and generators run
+in the worker's thread pool so they never block the loop. Sync worker: sync functions run in the
+calling pool thread; coroutines run on a loop owned by that thread. A sync function with
+`max_time` runs in a helper thread so that its timeout is recorded on time; Python cannot stop a
+thread, so it runs on and its late result is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from qtasks.exc import TaskTimeoutError
+
+if TYPE_CHECKING:
+    from qtasks.registries.definition import TaskExecSchema
+
+_timed_pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="qtasks-timed")
+_local = threading.local()
+
+
+def _timeout_error(task: TaskExecSchema) -> TaskTimeoutError:
+    return TaskTimeoutError(f"task {task.name!r} exceeded max_time={task.max_time}s")
+
+
+def _collect_sync(gen: Iterator[Any], handler: Callable[[Any], Any] | None) -> list[Any]:
+    return [handler(item) if handler else item for item in gen]
+
+
+async def _collect_async(gen: AsyncIterator[Any] | Iterator[Any],
+                         handler: Callable[[Any], Any] | None) -> list[Any]:
+    out = []
+    if isinstance(gen, AsyncIterator):
+        async for item in gen:
+            out.append(item)
+    else:
+        out = list(gen)
+    if handler is None:
+        return out
+    handled = []
+    for item in out:
+        value = handler(item)
+        handled.append(await value if inspect.isawaitable(value) else value)
+    return handled
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """One event loop per worker thread, for async tasks on the sync worker."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _local.loop = loop
+    return loop
+
+
+def invoke_sync(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    func = task.func
+    if task.awaiting:
+        async def run() -> Any:
+            if task.generating:
+                coro = _collect_async(func(*args, **kwargs), task.generate_handler)
+            else:
+                coro = func(*args, **kwargs)
+            try:
+                return await asyncio.wait_for(coro, task.max_time)
+            except asyncio.TimeoutError:
+                raise _timeout_error(task) from None
+
+        return _thread_loop().run_until_complete(run())
+
+    def call() -> Any:
+        result = func(*args, **kwargs)
+        if task.generating:
+            return _collect_sync(result, task.generate_handler)
+        return result
+
+    if task.max_time is None:
+        return call()
+    future = _timed_pool.submit(contextvars.copy_context().run, call)
+    try:
+        return future.result(task.max_time)
+    except concurrent.futures.TimeoutError:
+        raise _timeout_error(task) from None
+
+
+async def invoke_async(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any],
+                       pool: concurrent.futures.Executor | None) -> Any:
+    func = task.func
+    if task.awaiting:
+        if task.generating:
+            coro = _collect_async(func(*args, **kwargs), task.generate_handler)
+        else:
+            coro = func(*args, **kwargs)
+    else:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+
+        def call() -> Any:
+            result = func(*args, **kwargs)
+            return list(result) if task.generating else result
+
+        future = loop.run_in_executor(pool, context.run, call)
+        coro: Any = future
+        if task.generating and task.generate_handler is not None:
+            handler = task.generate_handler
+
+            async def handled() -> list[Any]:
+                return await _collect_async(iter(await future), handler)
+
+            coro = handled()
+    try:
+        return await asyncio.wait_for(coro, task.max_time)
+    except asyncio.TimeoutError:
+        raise _timeout_error(task) from None

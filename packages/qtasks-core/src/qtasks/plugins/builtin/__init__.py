@@ -1,0 +1,3 @@
+"""Built-in behaviour implemented as plugins on the public triggers: retry, Depends, State."""
+
+from __future__ import annotations

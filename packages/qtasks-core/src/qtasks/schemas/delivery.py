@@ -1,0 +1,27 @@
+"""A claimed task (`Delivery`) and a dead-letter entry (`DeadEntry`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from qtasks.schemas.envelope import Envelope
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A claimed task: its envelope and the lease that lets one worker finish it."""
+
+    envelope: Envelope
+    token: str
+    worker_id: str
+    claimed_at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class DeadEntry:
+    uuid: str
+    reason: str
+    sample: str
+    at: float
+    task_name: str | None = None

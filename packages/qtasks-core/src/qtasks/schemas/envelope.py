@@ -1,0 +1,169 @@
+"""The wire envelope: what a broker carries for one task, and its JSON codec.
+
+JSON only, never pickle: content can name a task but never choose code. Decoding is strict (a
+versioned schema with typed fields and caps on size and depth), so anything else found in a queue
+becomes a typed `DecodeError` that the broker dead-letters with a short sample.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from qtasks.exc import DecodeError, PayloadTooLargeError, SerializationError
+
+ENVELOPE_VERSION = 1
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+MAX_DEPTH = 64
+SAMPLE_BYTES = 1024
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One task on the wire.
+
+    `priority`: lower runs first. `eta`: epoch seconds before which it must not start.
+    `attempt`: 0 for the first run, n for the n-th retry. `retry`: retries left.
+    `headers`: string metadata for integrations (trace context), carried by every broker.
+    `extra`: user metadata that ends up on the record.
+    """
+
+    id: str
+    task: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    queue: str = "default"
+    eta: float | None = None
+    created_at: float = 0.0
+    attempt: int = 0
+    retry: int | None = None
+    parent: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "v": ENVELOPE_VERSION,
+            "id": self.id,
+            "task": self.task,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "priority": self.priority,
+            "queue": self.queue,
+            "created_at": self.created_at,
+        }
+        # Optional fields are omitted when empty: smaller payloads on the hot path.
+        if self.eta is not None:
+            out["eta"] = self.eta
+        if self.attempt:
+            out["attempt"] = self.attempt
+        if self.retry is not None:
+            out["retry"] = self.retry
+        if self.parent is not None:
+            out["parent"] = self.parent
+        if self.headers:
+            out["headers"] = self.headers
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+
+def dumps(value: Any, what: str = "value") -> str:
+    """Encode `value` as compact JSON, raising `SerializationError` that says what failed."""
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SerializationError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def encode(envelope: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> bytes:
+    """Envelope to bytes; `PayloadTooLargeError` past `max_bytes`, before anything is written."""
+    data = dumps(envelope.to_dict(), f"arguments of task {envelope.task!r}").encode()
+    if len(data) > max_bytes:
+        raise PayloadTooLargeError(
+            f"task {envelope.task!r} encodes to {len(data)} bytes, over the {max_bytes}-byte cap"
+        )
+    return data
+
+
+def sample(data: bytes | str) -> str:
+    """At most 1 KiB of a payload, printable, for dead-letter entries and logs."""
+    raw = data.encode(errors="replace") if isinstance(data, str) else data
+    return raw[:SAMPLE_BYTES].decode("utf-8", errors="replace")
+
+
+def _check_depth(value: Any, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"nesting deeper than {MAX_DEPTH}", "invalid_schema")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_depth(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_depth(item, depth + 1)
+
+
+def _reject_constant(name: str) -> Any:
+    raise DecodeError(f"non-standard JSON constant {name}", "decode_error")
+
+
+def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = obj.get(key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise DecodeError(f"field {key!r} has type bool", "invalid_schema")
+    if not isinstance(value, kind):
+        raise DecodeError(f"field {key!r} has type {type(value).__name__}", "invalid_schema")
+    return value
+
+
+def decode(data: bytes | str, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
+    """Bytes to `Envelope`. Any input either decodes or raises `DecodeError`, nothing else."""
+    if len(data) > max_bytes:
+        raise DecodeError(f"payload of {len(data)} bytes over the cap", "oversized")
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except DecodeError:
+        raise
+    except RecursionError:
+        raise DecodeError("nesting too deep", "invalid_schema") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"not JSON: {exc}", "decode_error") from None
+    if not isinstance(obj, dict):
+        raise DecodeError(f"envelope is a {type(obj).__name__}, not an object", "invalid_schema")
+    if obj.get("v") != ENVELOPE_VERSION:
+        raise DecodeError(f"unsupported envelope version {obj.get('v')!r}", "invalid_schema")
+    _check_depth(obj)
+    task_id = _field(obj, "id", str, None)
+    name = _field(obj, "task", str, None)
+    if not task_id or not name:
+        raise DecodeError("envelope lacks id or task", "invalid_schema")
+    headers = _field(obj, "headers", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise DecodeError("headers must map strings to strings", "invalid_schema")
+    created_at = float(_field(obj, "created_at", (int, float), 0.0))
+    eta = _field(obj, "eta", (int, float), None)
+    if eta is not None and not math.isfinite(eta):
+        raise DecodeError("eta is not finite", "invalid_schema")
+    return Envelope(
+        id=task_id,
+        task=name,
+        args=_field(obj, "args", list, []),
+        kwargs=_field(obj, "kwargs", dict, {}),
+        priority=_field(obj, "priority", int, 0),
+        queue=_field(obj, "queue", str, "default"),
+        eta=None if eta is None else float(eta),
+        created_at=created_at,
+        attempt=_field(obj, "attempt", int, 0),
+        retry=_field(obj, "retry", int, None),
+        parent=_field(obj, "parent", str, None),
+        headers=headers,
+        extra=_field(obj, "extra", dict, {}),
+    )

@@ -1,0 +1,168 @@
+"""`AsyncWorker`: coroutines on the event loop, sync functions in a bounded thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+from qtasks._drive import run_async
+from qtasks._periodic import AsyncPeriodic
+from qtasks.exc import TaskCancelError
+from qtasks.executors.base import AsyncTaskExecutor
+from qtasks.schemas.delivery import Delivery
+from qtasks.workers.base import BaseWorker, Running
+
+
+class AsyncWorker(BaseWorker):
+    is_async: ClassVar[bool] = True
+    task_executor: type[Any] = AsyncTaskExecutor
+
+    def __init__(self, name: str = "QueueTasks", broker: Any = None, **kwargs: Any) -> None:
+        super().__init__(name=name, broker=broker, **kwargs)
+        self.thread_pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._capacity_event: asyncio.Event | None = None
+        self._listeners: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._periodic: list[AsyncPeriodic] = []
+        self._force_event: asyncio.Event | None = None
+
+    # -- flavour hooks --------------------------------------------------------------------------
+    def _start_delivery(self, delivery: Delivery) -> None:
+        running = self._active[delivery.envelope.id]
+        task = asyncio.ensure_future(self._run(running))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _signal_capacity(self) -> None:
+        if self._capacity_event is None or self._loop is None:
+            return
+        try:
+            running_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            running_loop = None
+        if running_loop is self._loop:
+            self._capacity_event.set()
+        else:
+            self._loop.call_soon_threadsafe(self._capacity_event.set)
+
+    def _on_force(self) -> None:
+        if self._force_event is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._force_event.set)
+
+    def _interrupt(self, running: Running) -> None:
+        inner = running.handle
+        if inner is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(inner.cancel)
+
+    async def _execute(self, executor: Any, running: Running) -> Any:
+        inner = asyncio.ensure_future(executor.execute())
+        running.handle = inner
+        if running.cancelled is not None:
+            inner.cancel()
+        try:
+            return await inner
+        except asyncio.CancelledError:
+            if running.cancelled is not None and not self._current_cancelling():
+                raise TaskCancelError(running.cancelled) from None
+            raise
+
+    @staticmethod
+    def _current_cancelling() -> bool:
+        task = asyncio.current_task()
+        return bool(task is not None and getattr(task, "cancelling", lambda: 0)())
+
+    async def _run(self, running: Running) -> None:
+        try:
+            await run_async(self._process_flow(running))
+        except asyncio.CancelledError:
+            # Shutdown past the grace: hand the task back for another worker.
+            with contextlib.suppress(Exception):
+                await self.broker.requeue(running.delivery)
+        except Exception:
+            self.log.exception("worker failed on task %s; its lease will lapse",
+                               running.delivery.envelope.id)
+        finally:
+            self._done(running.delivery)
+
+    # -- the loop's API for the broker ------------------------------------------------------
+    async def wait_capacity(self) -> int:
+        assert self._capacity_event is not None
+        while self.running:
+            free = self.reserve()
+            if free:
+                return free
+            self._capacity_event.clear()
+            await self._capacity_event.wait()
+        return 0
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def add(self, delivery: Delivery) -> None:
+        await run_async(self._add_flow(delivery))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self, num_workers: int = 1) -> None:
+        """Start consuming in the running loop; returns once the claim loops run."""
+        self._loop = asyncio.get_running_loop()
+        self._capacity_event = asyncio.Event()
+        self._force_event = asyncio.Event()
+        self.thread_pool = ThreadPoolExecutor(self.config.max_tasks_process,
+                                              thread_name_prefix=f"qtasks-{self.name}")
+        await run_async(self._start_flow())
+        for number in range(max(1, num_workers)):
+            task = asyncio.ensure_future(self._listen(number))
+            self._listeners.append(task)
+        self._periodic = [
+            AsyncPeriodic("heartbeat", lambda: self.config.heartbeat_interval,
+                          lambda: run_async(self._heartbeat_flow())),
+            AsyncPeriodic("reaper", lambda: self.config.reaper_interval, self.broker.reap),
+        ]
+        for periodic in self._periodic:
+            periodic.start()
+
+    async def _listen(self, number: int) -> None:
+        try:
+            await self.broker.listen(self)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("claim loop %d stopped", number)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: stop claiming, hand back buffered tasks, let running ones finish within
+        `grace` (default `config.shutdown_grace`), then interrupt and hand back the rest."""
+        if not self.running:
+            return
+        self.running = False
+        grace = self.config.shutdown_grace if grace is None else grace
+        self.broker.interrupt()
+        if self._capacity_event is not None:
+            self._capacity_event.set()
+        for listener in self._listeners:
+            listener.cancel()
+        await asyncio.gather(*self._listeners, return_exceptions=True)
+        self._listeners.clear()
+        for delivery in self._take_buffer():
+            await self.broker.requeue(delivery)
+        if self._tasks:
+            assert self._force_event is not None
+            all_done = asyncio.ensure_future(asyncio.wait(set(self._tasks)))
+            forced = asyncio.ensure_future(self._force_event.wait())
+            await asyncio.wait({all_done, forced}, timeout=grace,
+                               return_when=asyncio.FIRST_COMPLETED)
+            all_done.cancel()
+            forced.cancel()
+            pending = {t for t in self._tasks if not t.done()}
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        for periodic in self._periodic:
+            await periodic.stop()
+        await run_async(self._stopped_flow())
+        if self.thread_pool is not None:
+            self.thread_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,334 @@
+"""Worker interface and the logic both workers share.
+
+A worker claims only what it can start soon (`max_tasks_process` running plus `prefetch`
+buffered), runs the best priority first, renews its leases by heartbeat, reaps lapsed leases of
+dead workers, and writes each task's final record through the broker's fenced write. What a task
+goes through is one flow (`_process_flow`); `AsyncWorker` and `SyncThreadWorker` only differ in
+how they wait, start and interrupt.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid as uuidlib
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from qtasks._drive import Flow
+from qtasks.base.component import Component
+from qtasks.enums import TaskStatusEnum
+from qtasks.exc import TaskArgumentsError, TaskCancelError, UnknownTaskError
+from qtasks.schemas.envelope import dumps, sample
+from qtasks.schemas.task import Task, new_record
+
+if TYPE_CHECKING:
+    from qtasks.registries.definition import TaskExecSchema
+    from qtasks.schemas.delivery import Delivery
+
+TRACEBACK_LIMIT = 16 * 1024
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_error(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text if len(text) <= TRACEBACK_LIMIT else "...\n" + text[-TRACEBACK_LIMIT:]
+
+
+@dataclass
+class Running:
+    """A started task: its delivery and how to interrupt it."""
+
+    delivery: Delivery
+    handle: Any = None
+    cancelled: str | None = field(default=None)
+
+
+class BaseWorker(Component):
+    component: ClassVar[str] = "worker"
+    task_executor: type[Any]
+
+    def __init__(self, name: str = "QueueTasks", broker: Any = None,
+                 queues: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.broker = broker
+        self.app: Any = None
+        self.tasks: dict[str, TaskExecSchema] = {}
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:8]}"
+        self._queues = queues
+        self.task_middlewares_before: list[Any] = []
+        self.task_middlewares_after: list[Any] = []
+        self.running = False
+        self.started_at: float | None = None
+        self.processed = 0
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self._buffer: list[tuple[int, int, Delivery]] = []
+        self._leases: dict[str, str] = {}
+        self._reserved = 0
+        self._active: dict[str, Running] = {}
+        self._cancel_requests: dict[str, str | None] = {}
+        self._forced = False
+
+    @property
+    def queues(self) -> list[str]:
+        return list(self._queues or self.config.queues)
+
+    @queues.setter
+    def queues(self, value: list[str]) -> None:
+        self._queues = list(value)
+
+    # -- capacity -------------------------------------------------------------------------------
+    def capacity(self) -> int:
+        """Tasks this worker may still claim: free slots plus prefetch, minus what it holds."""
+        limit = self.config.max_tasks_process + self.config.prefetch
+        return max(0, limit - len(self._leases) - self._reserved)
+
+    def reserve(self) -> int:
+        with self._lock:
+            free = self.capacity()
+            self._reserved += free
+            return free
+
+    def release(self, count: int) -> None:
+        with self._lock:
+            self._reserved = max(0, self._reserved - count)
+        self._signal_capacity()
+
+    def in_flight(self) -> dict[str, str]:
+        """`{task id: lease token}` of every claimed, unfinished task (for heartbeats)."""
+        with self._lock:
+            return dict(self._leases)
+
+    # -- flavour-specific -----------------------------------------------------------------------
+    @abstractmethod
+    def _start_delivery(self, delivery: Delivery) -> None:
+        """Begin running `delivery` concurrently (an asyncio task, or a pool thread)."""
+
+    @abstractmethod
+    def _signal_capacity(self) -> None:
+        """Wake `wait_capacity` (a slot was freed)."""
+
+    @abstractmethod
+    def _interrupt(self, running: Running) -> None:
+        """Stop a running task because it was cancelled."""
+
+    @abstractmethod
+    def _execute(self, executor: Any, running: Running) -> Any:
+        """Run the executor; raise `TaskCancelError` if the task was cancelled meanwhile."""
+
+    # -- local queue ----------------------------------------------------------------------------
+    def _accept(self, delivery: Delivery) -> None:
+        """Take a claimed task into the priority buffer and start what fits."""
+        env = delivery.envelope
+        with self._lock:
+            self._reserved = max(0, self._reserved - 1)
+            self._leases[env.id] = delivery.token
+            heapq.heappush(self._buffer, (env.priority, next(self._seq), delivery))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        started: list[Delivery] = []
+        with self._lock:
+            while (self.running and self._buffer
+                   and len(self._active) < self.config.max_tasks_process):
+                _, _, delivery = heapq.heappop(self._buffer)
+                self._active[delivery.envelope.id] = Running(delivery)
+                started.append(delivery)
+        for delivery in started:
+            self._start_delivery(delivery)
+
+    def _done(self, delivery: Delivery) -> None:
+        task_id = delivery.envelope.id
+        with self._lock:
+            self._active.pop(task_id, None)
+            self._leases.pop(task_id, None)
+            self._cancel_requests.pop(task_id, None)
+            self.processed += 1
+        self._dispatch()
+        self._signal_capacity()
+
+    def _take_buffer(self) -> list[Delivery]:
+        with self._lock:
+            items = [d for _, _, d in self._buffer]
+            self._buffer.clear()
+            for delivery in items:
+                self._leases.pop(delivery.envelope.id, None)
+        return items
+
+    def on_cancel(self, uuid: str, reason: str | None) -> None:
+        """Broker notification: a task this worker may hold was cancelled."""
+        with self._lock:
+            if uuid not in self._leases:
+                return
+            self._cancel_requests[uuid] = reason
+            running = self._active.get(uuid)
+            if running is not None:
+                running.cancelled = reason or "cancelled"
+        if running is not None:
+            self._interrupt(running)
+
+    def force_stop(self) -> None:
+        """A second signal: stop waiting for running tasks; they are handed back."""
+        self._forced = True
+        self._on_force()
+
+    def _on_force(self) -> None:
+        return None
+
+    def on_leases_lost(self, lost: list[str]) -> None:
+        for task_id in lost:
+            self.log.warning("lease lost for task %s: another worker owns it now", task_id)
+
+    # -- one task -------------------------------------------------------------------------------
+    def _record(self, env: Any, **changes: Any) -> Task:
+        base = new_record(env)
+        base._app = self.app  # noqa: SLF001
+        return base.evolve(worker=self.worker_id, **changes)
+
+    def _process_flow(self, running: Running) -> Flow[None]:
+        delivery = running.delivery
+        env = delivery.envelope
+        task_func = self.tasks.get(env.task)
+        if task_func is None or env.id in self._cancel_requests:
+            yield from self._reject_flow(running, task_func)
+            return
+        out = yield from self._trigger("worker_run_task_before", worker=self,
+                                       task_func=task_func, task_broker=env)
+        task_func, env = out["task_func"], out["task_broker"]
+        started = _now()
+        model = self._record(env, status=TaskStatusEnum.PROCESS.value, started_at=started,
+                             updated_at=started)
+        model = (yield from self._trigger("worker_execute_before", worker=self,
+                                          task_broker=env, task_func=task_func,
+                                          model=model))["model"]
+        yield partial(self.broker.storage.add_process, model, env.priority)
+        if self.events is not None and self.events.wants("task_running"):
+            yield from self.events.flow("task_running", worker=self, task_func=task_func,
+                                        task_broker=env)
+        executor_cls = task_func.executor or self.task_executor
+        executor = executor_cls(task_func, env, log=self.log, plugins=self.plugins,
+                                worker=self, app=self.app)
+        error: BaseException | None = None
+        try:
+            task_func.check_arguments(tuple(env.args), env.kwargs)
+            result = yield partial(self._execute, executor, running)
+            finished = _now()
+            model = model.evolve(status=TaskStatusEnum.SUCCESS.value, returning=result,
+                                 _returning_json=executor.result_json, finished_at=finished,
+                                 updated_at=finished)
+        except TaskCancelError as exc:
+            finished = _now()
+            model = model.evolve(status=TaskStatusEnum.CANCEL.value, cancel_reason=str(exc),
+                                 finished_at=finished, updated_at=finished)
+        except Exception as exc:  # noqa: BLE001 - any task error becomes its record
+            error = exc
+            finished = _now()
+            model = model.evolve(status=TaskStatusEnum.ERROR.value, traceback=format_error(exc),
+                                 finished_at=finished, updated_at=finished)
+            left = env.retry if env.retry is not None else task_func.retry
+            if left and not isinstance(exc, TaskArgumentsError) and task_func.retries_match(exc):
+                model = (yield from self._trigger(
+                    "worker_task_error_retry", worker=self, broker=self.broker,
+                    task_func=task_func, task_broker=env, trace=model.traceback, exception=exc,
+                    model=model))["model"]
+        yield from self._finish_flow(running, task_func, model, error)
+
+    def _finish_flow(self, running: Running, task_func: Any, model: Task,
+                     error: BaseException | None) -> Flow[None]:
+        env = running.delivery.envelope
+        out = yield from self._trigger("worker_remove_finished_task", worker=self,
+                                       broker=self.broker, task_func=task_func, task_broker=env,
+                                       model=model)
+        model = out["model"]
+        written = yield from self.broker._finish_flow(running.delivery, model)  # noqa: SLF001
+        if not written:
+            self.log.warning("lease lost for task %s: its result was discarded", env.id)
+            return
+        status = model.status
+        if status == "success":
+            name, kwargs = "task_success", {"model": model}
+        elif status == "cancel":
+            name, kwargs = "task_cancel", {"model": model}
+        else:
+            name = "task_error"
+            kwargs = {"model": model, "exception": error}
+        yield from self._trigger(f"worker_{name}", worker=self, task_func=task_func,
+                                 task_broker=env, **kwargs)
+        if self.events is not None and self.events.wants(name):
+            yield from self.events.flow(name, worker=self, task_func=task_func, task_broker=env,
+                                        model=model)
+        yield from self._trigger("worker_execute_after", worker=self, task_func=task_func,
+                                 task_broker=env, model=model)
+        if self.events is not None and self.events.wants("task_stopping"):
+            yield from self.events.flow("task_stopping", worker=self, task_func=task_func,
+                                        task_broker=env, model=model)
+
+    def _reject_flow(self, running: Running, task_func: Any) -> Flow[None]:
+        """A task that must not run: cancelled before it started, or a name not registered
+        (which never chooses code: it is dead-lettered)."""
+        env = running.delivery.envelope
+        now = _now()
+        if task_func is not None:
+            reason = self._cancel_requests.get(env.id) or "cancelled"
+            model = self._record(env, status="cancel", cancel_reason=reason, finished_at=now,
+                                 updated_at=now)
+            yield from self._finish_flow(running, task_func, model, None)
+            return
+        error = UnknownTaskError(f"task {env.task!r} is not registered in this worker")
+        model = self._record(env, status="error", finished_at=now, updated_at=now,
+                             traceback=f"{type(error).__name__}: {error}")
+        self.log.error("dead-lettering task %s: unknown task name %r", env.id, env.task[:200])
+        yield from self.broker._dead_letter_flow(  # noqa: SLF001
+            running.delivery, "unknown_task", sample(dumps(env.to_dict())), model)
+
+    # -- lifecycle helpers ---------------------------------------------------------------------
+    def _start_flow(self) -> Flow[None]:
+        self.running = True
+        self.started_at = time.time()
+        if self.app is not None:
+            self.tasks = self.app.tasks
+        if self.on_cancel not in self.broker.cancel_listeners:
+            self.broker.cancel_listeners.append(self.on_cancel)
+        yield from self._trigger("worker_start", worker=self)
+        if self.events is not None and self.events.wants("worker_running"):
+            yield from self.events.flow("worker_running", worker=self, number=0)
+
+    def _stopped_flow(self) -> Flow[None]:
+        if self.on_cancel in self.broker.cancel_listeners:
+            self.broker.cancel_listeners.remove(self.on_cancel)
+        yield from self._trigger("worker_stop", worker=self)
+        if self.events is not None and self.events.wants("worker_stopping"):
+            yield from self.events.flow("worker_stopping", worker=self, number=0)
+
+    def _heartbeat_flow(self) -> Flow[None]:
+        leases = self.in_flight()
+        if leases:
+            lost = yield partial(self.broker.heartbeat, self.worker_id, leases)
+            if lost:
+                self.on_leases_lost(list(lost))
+
+    def add(self, delivery: Delivery) -> Any:
+        """The broker hands over a claimed task (fires `worker_add`)."""
+        raise NotImplementedError
+
+    def _add_flow(self, delivery: Delivery) -> Flow[None]:
+        if self.plugins.wants("worker_add"):
+            env = delivery.envelope
+            out = yield from self._trigger("worker_add", worker=self, task_name=env.task,
+                                           uuid=env.id, priority=env.priority, args=env.args,
+                                           kw=env.kwargs, created_at=env.created_at)
+            env.task, env.priority = out["task_name"], out["priority"]
+            env.args, env.kwargs = out["args"], out["kw"]
+        self._accept(delivery)
