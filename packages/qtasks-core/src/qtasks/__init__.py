@@ -9,15 +9,15 @@ from __future__ import annotations
 # the path lets editable and workspace installs find them. Only qtasks-core ships this file.
 __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
-from qtasks.apps.base import __version__  # noqa: E402
-from qtasks.apps.sync_app import QueueTasks  # noqa: E402
-from qtasks.enums import TaskStatusEnum  # noqa: E402
-from qtasks.hookspecs import hookimpl  # noqa: E402
-from qtasks.plugins.base import BasePlugin  # noqa: E402
-from qtasks.plugins.builtin.depends import Depends  # noqa: E402
-from qtasks.plugins.builtin.state import AsyncState, State, SyncState  # noqa: E402
-from qtasks.registries.registrar import AsyncRouter, Router, SyncRouter, shared_task  # noqa: E402
-from qtasks.schemas.task import Task  # noqa: E402
+from qtasks.apps.base import __version__
+from qtasks.apps.sync_app import QueueTasks
+from qtasks.enums import TaskStatusEnum
+from qtasks.hookspecs import hookimpl
+from qtasks.plugins.base import BasePlugin
+from qtasks.plugins.builtin.depends import Depends
+from qtasks.plugins.builtin.state import AsyncState, State, SyncState
+from qtasks.registries.registrar import AsyncRouter, Router, SyncRouter, shared_task
+from qtasks.schemas.task import Task
 
 __all__ = [
     "AsyncRouter",

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 from functools import cache
-from typing import Any
-from urllib.parse import urlsplit
-
-from qtasks.exc import ComponentNotFoundError
 
 # Python 3.10+ has the selection API (`group=`) in the stdlib, so no backport is needed;
 # duplicates that older stdlibs report for one distribution are folded below.
 from importlib.metadata import EntryPoint
 from importlib.metadata import entry_points as _entry_points
+from typing import Any
+from urllib.parse import urlsplit
+
+from qtasks.exc import ComponentNotFoundError
 
 log = logging.getLogger("qtasks.discovery")
 
@@ -115,7 +115,7 @@ def component_for_url(group: str, url: str, is_async: bool) -> Any:
     for ep in entry_points(group):
         try:
             cls = _load(group, ep.name)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
+        except Exception as exc:
             log.warning("component %s:%s failed to load: %s", group, ep.name, exc)
             continue
         schemes = tuple(getattr(cls, "url_schemes", ()))
@@ -124,7 +124,7 @@ def component_for_url(group: str, url: str, is_async: bool) -> Any:
             return cls
     installed = ", ".join(f"{s}://" for s in sorted(known)) or "none"
     raise ComponentNotFoundError(
-        f"no installed {group.split('.')[-1]} handles {scheme}:// URLs "
+        f"no installed {group.rsplit('.', maxsplit=1)[-1]} handles {scheme}:// URLs "
         f"(installed schemes: {installed})"
     )
 
@@ -133,7 +133,7 @@ def has_scheme(group: str, scheme: str) -> bool:
     for ep in entry_points(group):
         try:
             cls = _load(group, ep.name)
-        except Exception:  # noqa: BLE001
+        except Exception:
             continue
         if scheme in tuple(getattr(cls, "url_schemes", ())):
             return True

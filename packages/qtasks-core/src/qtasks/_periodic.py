@@ -12,7 +12,8 @@ log = logging.getLogger("qtasks.periodic")
 
 
 class ThreadPeriodic:
-    def __init__(self, name: str, interval: Callable[[], float], func: Callable[[], object]) -> None:
+    def __init__(self, name: str, interval: Callable[[], float],
+                 func: Callable[[], object]) -> None:
         self._stop = threading.Event()
         self._interval = interval
         self._func = func
@@ -25,7 +26,7 @@ class ThreadPeriodic:
         while not self._stop.wait(self._interval()):
             try:
                 self._func()
-            except Exception:  # noqa: BLE001 - periodic work retries at the next tick
+            except Exception:
                 log.exception("periodic %s failed; retrying next tick", self._thread.name)
 
     def stop(self) -> None:
@@ -50,7 +51,7 @@ class AsyncPeriodic:
             await asyncio.sleep(self._interval())
             try:
                 await self._func()
-            except Exception:  # noqa: BLE001 - periodic work retries at the next tick
+            except Exception:
                 log.exception("periodic %s failed; retrying next tick", self._name)
 
     async def stop(self) -> None:

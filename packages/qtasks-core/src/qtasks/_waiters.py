@@ -8,6 +8,7 @@ is written, whichever thread or loop wrote it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 
@@ -32,10 +33,9 @@ class AsyncWaiter:
         self._future: asyncio.Future[None] = self._loop.create_future()
 
     def wake(self) -> None:
-        try:
+        # A closed loop (RuntimeError) means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._set)
-        except RuntimeError:  # loop closed: nobody is waiting any more
-            pass
 
     def _set(self) -> None:
         if not self._future.done():

@@ -10,6 +10,6 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["demo"]:
         from qtasks.demo import main as demo
 
-        return demo()
+        return int(demo())
     print("usage: qtasks demo", file=sys.stderr)
     return 2

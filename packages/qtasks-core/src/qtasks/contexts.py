@@ -10,18 +10,15 @@ import asyncio
 import logging
 import time
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qtasks.exc import TaskCancelError, TaskPluginTriggerError
-
-if TYPE_CHECKING:
-    from qtasks.apps.base import BaseQueueTasks
 
 current_context: ContextVar[Context | None] = ContextVar("qtasks_context", default=None)
 
 
 class Context:
-    def __init__(self, task_name: str, task_uuid: str, app: BaseQueueTasks | None,
+    def __init__(self, task_name: str, task_uuid: str, app: Any,
                  generate_handler: Any = None, is_async: bool = False,
                  attempt: int = 0) -> None:
         self.task_name = task_name

@@ -52,7 +52,7 @@ class Events:
         for callback in self.callbacks.get(name, ()):
             try:
                 yield lambda cb=callback: cb(**kwargs)  # type: ignore[misc]
-            except Exception:  # noqa: BLE001 - an app callback must not break a worker
+            except Exception:
                 log.exception("event callback %r for %r raised", callback, name)
 
 

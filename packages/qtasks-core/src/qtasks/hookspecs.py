@@ -44,7 +44,7 @@ def trigger(component: str, replaces: tuple[str, ...] = ()) -> Callable[[F], F]:
     def mark(func: F) -> F:
         TRIGGER_COMPONENT[func.__name__] = component
         TRIGGER_REPLACES[func.__name__] = replaces
-        return hookspec(func)  # type: ignore[no-any-return]
+        return hookspec(func)
 
     return mark
 
@@ -297,7 +297,9 @@ def worker_execute_after(worker: Any, task_func: Any, task_broker: Envelope, mod
 
 
 @trigger("worker", replaces=("task_func", "task_broker"))
-def worker_run_task_before(worker: Any, task_func: Any, task_broker: Envelope) -> dict[str, Any] | None:
+def worker_run_task_before(
+    worker: Any, task_func: Any, task_broker: Envelope
+) -> dict[str, Any] | None:
     """Before the executor is built for a task. May replace the definition or the envelope."""
 
 

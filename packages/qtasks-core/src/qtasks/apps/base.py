@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from qtasks._drive import Flow
 from qtasks._state import set_default_app
 from qtasks.apps import assembly
+from qtasks.brokers.base import BaseBroker
 from qtasks.configs.config import QueueConfig
 from qtasks.events import Events
 from qtasks.exc import UnknownTaskError
@@ -22,6 +23,7 @@ from qtasks.registries.handles import TaskCls
 from qtasks.registries.registrar import Router, TaskRegistrar, shared_registry
 from qtasks.schemas.envelope import Envelope
 from qtasks.schemas.task import Task
+from qtasks.workers.base import BaseWorker
 
 try:
     __version__ = version("qtasks-core")
@@ -69,8 +71,8 @@ class BaseQueueTasks(TaskRegistrar):
             worker = assembly.build_worker(name, self.is_async, broker)
         elif worker.broker is None:
             worker.broker = broker
-        self.broker = broker
-        self.worker = worker
+        self.broker: BaseBroker = broker
+        self.worker: BaseWorker = worker
         self.starter: Any = assembly.build_starter(name, self.is_async, broker, worker)
         self.routers: list[Router] = []
         for component in (broker, worker, self.starter):
@@ -138,8 +140,9 @@ class BaseQueueTasks(TaskRegistrar):
             definition.check_arguments(args, kwargs)
         if priority is None:
             priority = definition.priority if definition else self.config.task_default_priority
-        values = {"task_name": task_name, "priority": priority, "args": args, "kw": kwargs,
-                  "extra": dict(extra or {}), "headers": dict(headers or {}), "eta": eta}
+        values: dict[str, Any] = {
+            "task_name": task_name, "priority": priority, "args": args, "kw": kwargs,
+            "extra": dict(extra or {}), "headers": dict(headers or {}), "eta": eta}
         if self.plugins.wants("qtasks_add_task_before_broker"):
             values = yield from self.plugins.flow(
                 "qtasks_add_task_before_broker", {"qtasks": self, "broker": self.broker, **values})
@@ -159,7 +162,7 @@ class BaseQueueTasks(TaskRegistrar):
             eta = time.time() + delay
         env = yield from self._envelope_flow(task_name, args, kwargs, priority, eta, queue,
                                              extra, headers)
-        task = yield from self.broker._add_flow(env)  # noqa: SLF001
+        task = yield from self.broker._add_flow(env)
         if self.plugins.wants("qtasks_add_task_after_broker"):
             yield from self.plugins.flow("qtasks_add_task_after_broker", {
                 "qtasks": self, "broker": self.broker, "task_name": env.task,
@@ -175,11 +178,12 @@ class BaseQueueTasks(TaskRegistrar):
             if isinstance(call, TaskCls):
                 name, args, kwargs, priority = call.task_name, call.args, call.kwargs, call.priority
             else:
-                name, args, kwargs, priority = (tuple(call) + ((), {}, None))[:4]
+                defaults: tuple[Any, ...] = (None, (), {}, None)
+                name, args, kwargs, priority = (*call, *defaults[len(call):])
             env = yield from self._envelope_flow(name, tuple(args), dict(kwargs), priority, None,
                                                  None, None, None)
             envelopes.append(env)
-        return (yield from self.broker._add_many_flow(envelopes))  # noqa: SLF001
+        return (yield from self.broker._add_many_flow(envelopes))
 
     def _wait_flow(self, uuid: str, timeout: float) -> Flow[Task | None]:
         """The final record, following retry links, within `timeout`; woken by the write."""
@@ -187,7 +191,8 @@ class BaseQueueTasks(TaskRegistrar):
         statuses = frozenset(self.config.result_statuses_end) | {"retry"}
         while True:
             remaining = max(0.0, deadline - time.monotonic())
-            task = yield from self.broker.storage._wait_flow(uuid, remaining, statuses)  # noqa: SLF001
+            task: Task | None = yield from self.broker.storage._wait_flow(uuid, remaining,
+                                                                          statuses)
             if task is None:
                 return None
             if task.status == "retry" and task.retry_child_uuid:
@@ -196,7 +201,7 @@ class BaseQueueTasks(TaskRegistrar):
             return task
 
     def _get_flow(self, uuid: str) -> Flow[Task | None]:
-        task = yield from self.broker._get_flow(str(uuid))  # noqa: SLF001
+        task: Task | None = yield from self.broker._get_flow(str(uuid))
         if self.plugins.wants("qtasks_get"):
             task = (yield from self.plugins.flow(
                 "qtasks_get", {"qtasks": self, "broker": self.broker, "task": task}))["task"]
@@ -205,7 +210,7 @@ class BaseQueueTasks(TaskRegistrar):
     def _cancel_flow(self, uuid: str, reason: str | None) -> Flow[str]:
         yield from self.plugins.flow("qtasks_cancel", {"qtasks": self, "broker": self.broker,
                                                        "uuid": str(uuid), "reason": reason})
-        return (yield from self.broker._cancel_flow(str(uuid), reason))  # noqa: SLF001
+        return (yield from self.broker._cancel_flow(str(uuid), reason))
 
     def _ping_flow(self, server: bool) -> Flow[bool]:
         global_config = self.broker.storage.global_config
@@ -217,7 +222,7 @@ class BaseQueueTasks(TaskRegistrar):
 
     def _flush_flow(self) -> Flow[None]:
         yield from self.plugins.flow("qtasks_flush_all", {"qtasks": self, "broker": self.broker})
-        yield self.broker.flush_all
+        yield from self.broker._flush_flow()
 
     def _stop_flow(self) -> Flow[None]:
         yield from self.plugins.flow("qtasks_stop", {"qtasks": self, "starter": self.starter})

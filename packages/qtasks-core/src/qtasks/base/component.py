@@ -6,10 +6,10 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from qtasks._drive import Flow
-from qtasks.configs.config import QueueConfig
 from qtasks.plugins.manager import PluginHost
 
 if TYPE_CHECKING:
+    from qtasks.configs.config import QueueConfig
     from qtasks.events import Events
 
 
@@ -31,6 +31,9 @@ class Component:
         config: QueueConfig | None = None,
         events: Events | None = None,
     ) -> None:
+        # Imported here: qtasks.configs imports this module (its facade holds the bases).
+        from qtasks.configs.config import QueueConfig
+
         self.name = name
         self.config = config if config is not None else QueueConfig()
         self.log = log if log is not None else logging.getLogger(f"qtasks.{self.component}")
@@ -52,8 +55,8 @@ class Component:
         if events is not None:
             self.events = events
 
-    def _trigger(self, name: str, **kwargs: Any) -> Flow[dict[str, Any]]:
-        return self.plugins.flow(name, kwargs)
+    def _trigger(self, trigger: str, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        return self.plugins.flow(trigger, kwargs)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"

@@ -139,7 +139,7 @@ class BaseBroker(Component):
             model = (yield from self._trigger("broker_add_before", broker=self,
                                               storage=self.storage, model=model))["model"]
             _, model = yield from self.storage.prepare_add(env.id, model)
-            model._app = self.storage.app  # noqa: SLF001
+            model._app = self.storage.app
             items.append((env, payload, model))
         yield partial(self._enqueue, items)
         for _, _, model in items:
@@ -151,19 +151,21 @@ class BaseBroker(Component):
         return (yield from self._add_many_flow([envelope]))[0]
 
     def _get_flow(self, uuid: str) -> Flow[Task | None]:
-        task = yield from self.storage._get_flow(uuid)  # noqa: SLF001
-        return (yield from self._trigger("broker_get", broker=self, task=task))["task"]
+        task: Task | None = yield from self.storage._get_flow(uuid)
+        if self.plugins.wants("broker_get"):
+            task = (yield from self._trigger("broker_get", broker=self, task=task))["task"]
+        return task
 
     def _update_flow(self, kwargs: dict[str, Any]) -> Flow[None]:
         kwargs = (yield from self._trigger("broker_update", broker=self, kw=kwargs))["kw"]
-        yield from self.storage._update_flow(kwargs)  # noqa: SLF001
+        yield from self.storage._update_flow(kwargs)
 
     def _finish_flow(self, delivery: Delivery, model: Task) -> Flow[bool]:
         model = (yield from self._trigger("broker_remove_finished_task", broker=self,
                                           storage=self.storage, model=model))["model"]
         done = bool((yield partial(self._finish, delivery, to_mapping(model))))
         if done:
-            yield from self.storage._remove_finished_flow(delivery.envelope, model)  # noqa: SLF001
+            yield from self.storage._remove_finished_flow(delivery.envelope, model)
         return done
 
     def _dead_letter_flow(self, delivery: Delivery, reason: str, sample: str,
@@ -211,7 +213,7 @@ class BaseBroker(Component):
             try:
                 deliveries = yield partial(self.claim, worker.worker_id, free,
                                            self.config.block_timeout, worker.queues)
-            except Exception as exc:  # noqa: BLE001 - workers survive broker outages
+            except Exception as exc:
                 failures += 1
                 delay = min(0.05 * 2 ** min(failures, 6), 2.0)
                 self.log.warning("claim failed (%s); retrying in %.2fs", type(exc).__name__, delay)
@@ -246,7 +248,7 @@ class BaseBroker(Component):
     def _flush_flow(self) -> Flow[None]:
         yield from self._trigger("broker_flush_all", broker=self)
         yield self._flush
-        yield from self.storage._flush_flow()  # noqa: SLF001
+        yield from self.storage._flush_flow()
 
 
 class SyncBroker(BaseBroker):

@@ -56,8 +56,8 @@ class BaseTaskExecutor:
         self.context = Context(task_func.name, task_broker.id, app, task_func.generate_handler,
                                self.is_async, task_broker.attempt)
 
-    def _trigger(self, name: str, **kwargs: Any) -> Flow[dict[str, Any]]:
-        return self.plugins.flow(name, kwargs)
+    def _trigger(self, trigger: str, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        return self.plugins.flow(trigger, kwargs)
 
     @abstractmethod
     def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -67,7 +67,7 @@ class BaseTaskExecutor:
     # -- steps ------------------------------------------------------------------------------------
     def args_info(self) -> list[ArgMeta]:
         names = list(self.task_func.public_signature.parameters)
-        info = [ArgMeta(n, v, False) for n, v in zip(names, self.args)]
+        info = [ArgMeta(n, v, False) for n, v in zip(names, self.args, strict=False)]
         info += [ArgMeta(k, v, True) for k, v in self.kwargs.items()]
         return info
 

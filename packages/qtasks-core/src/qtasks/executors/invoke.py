@@ -93,6 +93,7 @@ def invoke_sync(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any]) -
 async def invoke_async(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any],
                        pool: concurrent.futures.Executor | None) -> Any:
     func = task.func
+    coro: Any
     if task.awaiting:
         if task.generating:
             coro = _collect_async(func(*args, **kwargs), task.generate_handler)
@@ -107,7 +108,7 @@ async def invoke_async(task: TaskExecSchema, args: list[Any], kwargs: dict[str, 
             return list(result) if task.generating else result
 
         future = loop.run_in_executor(pool, context.run, call)
-        coro: Any = future
+        coro = future
         if task.generating and task.generate_handler is not None:
             handler = task.generate_handler
 

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from qtasks._waiters import Waiter

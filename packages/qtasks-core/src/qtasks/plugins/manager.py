@@ -55,7 +55,7 @@ def _forwarder(plugin: BasePlugin, name: str) -> Any:
     source = (f"def {name}({', '.join(params)}):\n"
               f"    return _plugin.trigger({name!r}, {', '.join(f'{p}={p}' for p in params)})\n")
     namespace: dict[str, Any] = {"_plugin": plugin}
-    exec(compile(source, f"<qtasks adapter {name}>", "exec"), namespace)  # noqa: S102
+    exec(compile(source, f"<qtasks adapter {name}>", "exec"), namespace)
     return namespace[name]
 
 
@@ -152,7 +152,7 @@ class PluginHost:
                 continue
             try:
                 self._register(ep.load(), ep.name)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the app
+            except Exception as exc:
                 log.warning("plugin %r (%s) failed to load and is skipped: %s", ep.name,
                             ep.value, exc)
                 continue
@@ -193,7 +193,7 @@ class PluginHost:
             args = [kwargs[arg] for arg in impl.argnames]
             try:
                 result = yield partial(impl.function, *args)
-            except Exception:  # noqa: BLE001 - documented policy: log, skip, go on
+            except Exception:
                 log.exception("plugin %r raised on trigger %r; skipped", impl.plugin_name, name)
                 continue
             if result is None:

@@ -76,7 +76,7 @@ class TaskHandle:
             raise RuntimeError(f"{self.task_name}.ctx is only available while the task runs")
         return ctx
 
-    def _app(self) -> BaseQueueTasks:
+    def _app(self) -> Any:
         if self.app is None:
             from qtasks._state import default_app
 

@@ -89,4 +89,4 @@ def shared_task(name: str | Callable[..., Any] | None = None, /, **options: Any)
     """Register a task with no app; the app that merges it (the last built) runs and enqueues
     it. `awaiting=` is accepted for 1.7 compatibility (the app flavour decides)."""
     options.pop("awaiting", None)
-    return shared_registry.task(name, **options)  # type: ignore[call-overload]
+    return shared_registry.task(name, **options)

@@ -88,12 +88,12 @@ class Task:
     def wait_result(self, timeout: float = 100) -> Task | None:
         """Block until this task (following retries) is final; `None` on timeout."""
         app = self._require_app()
-        return app._wait_sync(str(self.uuid), timeout)  # noqa: SLF001
+        return app._wait_sync(str(self.uuid), timeout)
 
     async def wait_result_async(self, timeout: float = 100) -> Task | None:
         """Await this task's final record (following retries); `None` on timeout."""
         app = self._require_app()
-        return await app._wait_async(str(self.uuid), timeout)  # noqa: SLF001
+        return await app._wait_async(str(self.uuid), timeout)
 
     def _require_app(self) -> BaseQueueTasks:
         if self._app is None:
@@ -104,7 +104,8 @@ class Task:
         return replace(self, **changes)
 
 
-_SCALARS = ("worker", "queue", "traceback", "retry_child_uuid", "retry_parent_uuid", "cancel_reason")
+_SCALARS = ("worker", "queue", "traceback", "retry_child_uuid", "retry_parent_uuid",
+            "cancel_reason")
 _TIMES = ("created_at", "updated_at", "started_at", "finished_at", "eta")
 _INTS = ("attempt", "recoveries")
 FIELD_NAMES = frozenset(f.name for f in fields(Task) if not f.name.startswith("_"))
@@ -126,8 +127,8 @@ def to_mapping(task: Task) -> dict[str, str]:
         "attempt": str(task.attempt),
         "recoveries": str(task.recoveries),
     }
-    if task._returning_json is not None:  # noqa: SLF001
-        out["returning"] = task._returning_json  # noqa: SLF001
+    if task._returning_json is not None:
+        out["returning"] = task._returning_json
     elif task.returning is not None:
         out["returning"] = dumps(task.returning, f"result of task {task.task_name!r}")
     if task.retry is not None:

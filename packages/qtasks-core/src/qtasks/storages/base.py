@@ -30,7 +30,7 @@ class BaseStorage(Component):
     def __init__(self, name: str = "QueueTasks", global_config: BaseGlobalConfig | None = None,
                  **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
-        self.global_config = global_config
+        self.global_config: Any = global_config
         self.app: Any = None  # set by the app: records it returns can wait on it
 
     # -- primitives ---------------------------------------------------------------------------

@@ -194,7 +194,7 @@ class BaseWorker(Component):
     # -- one task -------------------------------------------------------------------------------
     def _record(self, env: Any, **changes: Any) -> Task:
         base = new_record(env)
-        base._app = self.app  # noqa: SLF001
+        base._app = self.app
         return base.evolve(worker=self.worker_id, **changes)
 
     def _process_flow(self, running: Running) -> Flow[None]:
@@ -232,7 +232,7 @@ class BaseWorker(Component):
             finished = _now()
             model = model.evolve(status=TaskStatusEnum.CANCEL.value, cancel_reason=str(exc),
                                  finished_at=finished, updated_at=finished)
-        except Exception as exc:  # noqa: BLE001 - any task error becomes its record
+        except Exception as exc:
             error = exc
             finished = _now()
             model = model.evolve(status=TaskStatusEnum.ERROR.value, traceback=format_error(exc),
@@ -252,18 +252,19 @@ class BaseWorker(Component):
                                        broker=self.broker, task_func=task_func, task_broker=env,
                                        model=model)
         model = out["model"]
-        written = yield from self.broker._finish_flow(running.delivery, model)  # noqa: SLF001
+        written = yield from self.broker._finish_flow(running.delivery, model)
         if not written:
             self.log.warning("lease lost for task %s: its result was discarded", env.id)
             return
         status = model.status
+        kwargs: dict[str, Any] = {"model": model}
         if status == "success":
-            name, kwargs = "task_success", {"model": model}
+            name = "task_success"
         elif status == "cancel":
-            name, kwargs = "task_cancel", {"model": model}
+            name = "task_cancel"
         else:
             name = "task_error"
-            kwargs = {"model": model, "exception": error}
+            kwargs["exception"] = error
         yield from self._trigger(f"worker_{name}", worker=self, task_func=task_func,
                                  task_broker=env, **kwargs)
         if self.events is not None and self.events.wants(name):
@@ -290,7 +291,7 @@ class BaseWorker(Component):
         model = self._record(env, status="error", finished_at=now, updated_at=now,
                              traceback=f"{type(error).__name__}: {error}")
         self.log.error("dead-lettering task %s: unknown task name %r", env.id, env.task[:200])
-        yield from self.broker._dead_letter_flow(  # noqa: SLF001
+        yield from self.broker._dead_letter_flow(
             running.delivery, "unknown_task", sample(dumps(env.to_dict())), model)
 
     # -- lifecycle helpers ---------------------------------------------------------------------

@@ -41,5 +41,5 @@ class RetryPlugin:
             created_at=time.time(), attempt=attempt, retry=left, parent=env.id,
             headers=env.headers, extra=env.extra,
         )
-        yield from broker._add_many_flow([child])  # noqa: SLF001
+        yield from broker._add_many_flow([child])
         return {"model": model.evolve(status="retry", retry_child_uuid=child.id, retry=left + 1)}
