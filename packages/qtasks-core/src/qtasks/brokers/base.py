@@ -168,6 +168,9 @@ class BaseBroker(Component):
             yield from self.storage._remove_finished_flow(delivery.envelope, model)
         return done
 
+    def _requeue_flow(self, delivery: Delivery, eta: float | None) -> Flow[bool]:
+        return bool((yield partial(self._requeue, delivery, eta)))
+
     def _dead_letter_flow(self, delivery: Delivery, reason: str, sample: str,
                           model: Task | None) -> Flow[bool]:
         mapping = None if model is None else to_mapping(model)
@@ -214,12 +217,14 @@ class BaseBroker(Component):
                 deliveries = yield partial(self.claim, worker.worker_id, free,
                                            self.config.block_timeout, worker.queues)
             except Exception as exc:
+                worker.release(free)
                 failures += 1
                 delay = min(0.05 * 2 ** min(failures, 6), 2.0)
                 self.log.warning("claim failed (%s); retrying in %.2fs", type(exc).__name__, delay)
                 yield partial(worker.pause, delay)
                 continue
             failures = 0
+            worker.release(free - len(deliveries))  # each handed-over task uses one
             for delivery in deliveries:
                 if self.plugins.wants("broker_add_worker"):
                     env = delivery.envelope
@@ -273,7 +278,7 @@ class SyncBroker(BaseBroker):
         return run_sync(self._finish_flow(delivery, model))
 
     def requeue(self, delivery: Delivery, eta: float | None = None) -> bool:
-        return bool(self._requeue(delivery, eta))
+        return run_sync(self._requeue_flow(delivery, eta))
 
     def dead_letter(self, delivery: Delivery, reason: str, sample: str,
                     model: Task | None = None) -> bool:
@@ -325,7 +330,7 @@ class AsyncBroker(BaseBroker):
         return await run_async(self._finish_flow(delivery, model))
 
     async def requeue(self, delivery: Delivery, eta: float | None = None) -> bool:
-        return bool(await self._requeue(delivery, eta))
+        return await run_async(self._requeue_flow(delivery, eta))
 
     async def dead_letter(self, delivery: Delivery, reason: str, sample: str,
                           model: Task | None = None) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -53,6 +54,8 @@ class BaseTaskExecutor:
         self.args: list[Any] = list(task_broker.args)
         self.kwargs: dict[str, Any] = dict(task_broker.kwargs)
         self.result_json: str | None = None
+        self.on_cancellable: Callable[[Callable[[], object]], None] | None = None
+        """Set by a worker that wants a way to interrupt the call (async code on threads)."""
         self.context = Context(task_func.name, task_broker.id, app, task_func.generate_handler,
                                self.is_async, task_broker.attempt)
 
@@ -160,7 +163,7 @@ class SyncTaskExecutor(BaseTaskExecutor):
     def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
         from qtasks.executors.invoke import invoke_sync
 
-        return invoke_sync(self.task_func, args, kwargs)
+        return invoke_sync(self.task_func, args, kwargs, self.on_cancellable)
 
 
 class AsyncTaskExecutor(BaseTaskExecutor):

@@ -60,7 +60,9 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def invoke_sync(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any]) -> Any:
+def invoke_sync(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any],
+                on_cancellable: Callable[[Callable[[], object]], None] | None = None) -> Any:
+    """`on_cancellable(cancel)` receives a function that interrupts the call, when one can."""
     func = task.func
     if task.awaiting:
         async def run() -> Any:
@@ -73,7 +75,11 @@ def invoke_sync(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any]) -
             except asyncio.TimeoutError:
                 raise _timeout_error(task) from None
 
-        return _thread_loop().run_until_complete(run())
+        loop = _thread_loop()
+        running = loop.create_task(run())
+        if on_cancellable is not None:
+            on_cancellable(lambda: loop.call_soon_threadsafe(running.cancel))
+        return loop.run_until_complete(running)
 
     def call() -> Any:
         result = func(*args, **kwargs)

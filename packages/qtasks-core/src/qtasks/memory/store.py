@@ -199,7 +199,8 @@ class MemoryStore:
         self.leases.pop(task_id, None)
         record = self.records.get(task_id)
         if record is not None:
-            record.update({"status": "error", "traceback": f"dead-lettered: {reason}",
+            record.setdefault("traceback", f"dead-lettered: {reason}")
+            record.update({"status": "error", "dead_reason": reason,
                            "updated_at": repr(time.time())})
             self._notify_record(task_id)
         return entry

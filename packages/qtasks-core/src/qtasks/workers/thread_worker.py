@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, ClassVar
 
 from qtasks._drive import run_sync
@@ -42,13 +44,21 @@ class SyncThreadWorker(BaseWorker):
             self._idle.notify_all()
 
     def _interrupt(self, running: Running) -> None:
-        # A thread cannot be stopped: the task is marked and its result discarded.
-        return None
+        # Async code on a worker thread's loop can be cancelled; a plain function cannot be
+        # stopped: it is marked and its result discarded.
+        if callable(running.handle):
+            running.handle()
 
     def _execute(self, executor: Any, running: Running) -> Any:
         if running.cancelled is not None:
             raise TaskCancelError(running.cancelled)
-        result = executor.execute()
+        executor.on_cancellable = partial(setattr, running, "handle")
+        try:
+            result = executor.execute()
+        except asyncio.CancelledError:
+            if running.cancelled is None:
+                raise
+            raise TaskCancelError(running.cancelled) from None
         if running.cancelled is not None:
             raise TaskCancelError(running.cancelled)
         return result

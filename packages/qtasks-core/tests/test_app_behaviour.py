@@ -1,0 +1,371 @@
+"""The runtime's behaviour, run against both app flavours (see conftest.Harness)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from qtasks import Depends
+from qtasks.exc import SerializationError, TaskArgumentsError, UnknownTaskError
+from qtasks.testing.harness import Harness, wait_event
+
+
+async def test_add_task_returns_new_then_result(harness: Harness) -> None:
+    @harness.task(name="double")
+    def double(x: int) -> int:
+        return 2 * x
+
+    queued = await harness.add_task("double", 21)
+    assert queued.status == "new" and queued.args == (21,)
+    await harness.start()
+    done = await harness.call("wait", queued.uuid, 5)
+    assert done.status == "success" and done.returning == 42
+    assert done.worker and done.started_at and done.finished_at
+    assert done.execution_time is not None and done.execution_time >= 0
+    again = await harness.call("get", queued.uuid)
+    assert again.returning == 42
+
+
+async def test_priority_order_with_concurrency_one(harness: Harness) -> None:
+    harness.app.config.max_tasks_process = 1
+    ran: list[int] = []
+
+    @harness.task(name="record")
+    def record(n: int) -> None:
+        ran.append(n)
+
+    # Lower number first, FIFO within a priority; enqueued before any worker runs.
+    plan = [(5, 1), (1, 2), (3, 3), (0, 4), (9, 5), (1, 6), (0, 7)]
+    tasks = [await harness.add_task("record", n, priority=p) for p, n in plan]
+    await harness.start()
+    for task in tasks:
+        assert (await harness.call("wait", task.uuid, 5)).status == "success"
+    assert ran == [4, 7, 2, 6, 3, 1, 5]
+
+
+async def test_retry_with_backoff_timing(harness: Harness) -> None:
+    stamps: list[float] = []
+
+    @harness.task(name="flaky", retry=3, retry_backoff=0.05, retry_backoff_factor=2,
+                  retry_on_exc=[LookupError])
+    def flaky() -> None:
+        stamps.append(time.monotonic())
+        raise KeyError("missing")  # a subclass of LookupError: matches
+
+    await harness.start()
+    final = await harness.add_task("flaky", timeout=5)
+    assert final.status == "error" and final.attempt == 3
+    assert "KeyError" in final.traceback
+    assert len(stamps) == 4
+    gaps = [b - a for a, b in itertools_pairwise(stamps)]
+    for gap, expected in zip(gaps, [0.05, 0.1, 0.2], strict=True):
+        assert expected <= gap < expected + 0.5
+    first = await harness.call("get", final.retry_parent_uuid)
+    assert first.status == "retry" and first.retry_child_uuid == str(final.uuid)
+
+
+def itertools_pairwise(items: list[float]) -> list[tuple[float, float]]:
+    return list(zip(items, items[1:], strict=False))
+
+
+async def test_retry_skips_exceptions_that_do_not_match(harness: Harness) -> None:
+    calls = []
+
+    @harness.task(name="typed", retry=3, retry_on_exc=[KeyError])
+    def typed() -> None:
+        calls.append(1)
+        raise ValueError("not retried")
+
+    await harness.start()
+    final = await harness.add_task("typed", timeout=5)
+    assert final.status == "error" and len(calls) == 1
+
+
+async def test_max_time_async_and_sync(harness: Harness) -> None:
+    release = threading.Event()
+
+    @harness.task(name="slow_async", max_time=0.2)
+    async def slow_async() -> None:
+        await asyncio.sleep(5)
+
+    @harness.task(name="slow_sync", max_time=0.2)
+    def slow_sync() -> str:
+        release.wait(5)
+        return "late"
+
+    await harness.start()
+    for name in ("slow_async", "slow_sync"):
+        started = time.monotonic()
+        final = await harness.add_task(name, timeout=5)
+        assert final.status == "error" and "TaskTimeoutError" in final.traceback
+        assert time.monotonic() - started < 1.5, name  # recorded on time
+    release.set()
+
+
+async def test_cancel_queued_task_never_runs(harness: Harness) -> None:
+    ran = []
+
+    @harness.task(name="never")
+    def never() -> None:
+        ran.append(1)
+
+    task = await harness.add_task("never")
+    assert await harness.call("cancel", task.uuid, "not needed") == "cancelled"
+    await harness.start()
+    record = await harness.call("wait", task.uuid, 1)
+    assert record.status == "cancel" and record.cancel_reason == "not needed"
+    marker = await harness.add_task("never", timeout=5)  # the queue moved on
+    assert marker.status == "success" and len(ran) == 1
+
+
+async def test_cancel_running_task(harness: Harness) -> None:
+    started = threading.Event()
+    finish = threading.Event()
+
+    @harness.task(name="long_async")
+    async def long_async() -> str:
+        started.set()
+        await asyncio.sleep(10)
+        return "finished"
+
+    @harness.task(name="long_sync")
+    def long_sync() -> str:
+        started.set()
+        finish.wait(10)
+        return "finished"
+
+    await harness.start()
+    for name in ("long_async", "long_sync"):
+        started.clear()
+        task = await harness.add_task(name)
+        await wait_event(started)
+        assert await harness.call("cancel", task.uuid, "stop it") == "signalled"
+        if name == "long_sync":
+            finish.set()  # a thread cannot be stopped: its result is discarded
+        record = await harness.call("wait", task.uuid, 5)
+        assert record.status == "cancel" and record.returning is None, name
+
+
+async def test_generator_tasks(harness: Harness) -> None:
+    @harness.task(name="gen", generate_handler=lambda v: v + 1)
+    def gen(n: int) -> Any:
+        yield from range(n)
+
+    @harness.task(name="agen")
+    async def agen(n: int) -> Any:
+        for i in range(n):
+            yield i * 10
+
+    await harness.start()
+    assert (await harness.add_task("gen", 3, timeout=5)).returning == [1, 2, 3]
+    assert (await harness.add_task("agen", 3, timeout=5)).returning == [0, 10, 20]
+
+
+async def test_depends_isolated_between_concurrent_tasks(harness: Harness) -> None:
+    opened: list[str] = []
+    closed: list[str] = []
+    both_running = threading.Barrier(2, timeout=5)
+    counter = iter(range(100))
+
+    def resource() -> Any:
+        name = f"r{next(counter)}"
+        opened.append(name)
+        yield {"name": name, "open": True}
+        closed.append(name)
+
+    @harness.task(name="uses")
+    def uses(hold: float, res: Any = Depends(resource)) -> str:
+        both_running.wait()
+        time.sleep(hold)
+        assert name_open(res, closed)  # the other task finishing did not close ours
+        return str(res["name"])
+
+    await harness.start()
+    a = await harness.add_task("uses", 0.0)
+    b = await harness.add_task("uses", 0.2)
+    ra = await harness.call("wait", a.uuid, 5)
+    rb = await harness.call("wait", b.uuid, 5)
+    assert ra.status == "success" and rb.status == "success", (ra.traceback, rb.traceback)
+    assert ra.returning != rb.returning
+    assert sorted(closed) == sorted(opened) and len(opened) == 2
+
+
+def name_open(res: Any, closed: list[str]) -> bool:
+    return str(res["name"]) not in closed
+
+
+async def test_bulk_enqueue(harness: Harness) -> None:
+    @harness.task(name="inc")
+    def inc(x: int) -> int:
+        return x + 1
+
+    tasks = await harness.call("add_tasks", [inc(i) for i in range(50)] + [("inc", (100,))])
+    assert len(tasks) == 51 and all(t.status == "new" for t in tasks)
+    await harness.start()
+    results = [await harness.call("wait", t.uuid, 5) for t in tasks]
+    assert [r.returning for r in results] == [*range(1, 51), 101]
+
+
+async def test_eta_and_delay(harness: Harness) -> None:
+    starts: dict[str, float] = {}
+
+    @harness.task(name="stamp")
+    def stamp(key: str) -> None:
+        starts[key] = time.time()
+
+    await harness.start()
+    before = time.time()
+    late = await harness.call("enqueue", "stamp", ("late",), eta=before + 0.4)
+    soon = await harness.call("enqueue", "stamp", ("soon",), delay=0.1)
+    now = await harness.call("enqueue", "stamp", ("now",))
+    for task in (late, soon, now):
+        assert (await harness.call("wait", task.uuid, 5)).status == "success"
+    assert starts["late"] >= before + 0.4
+    assert starts["soon"] >= before + 0.1
+    assert starts["now"] < starts["soon"] < starts["late"]
+
+
+async def test_result_wait_wakes_within_milliseconds(harness: Harness) -> None:
+    gate = threading.Event()
+
+    @harness.task(name="gated")
+    def gated() -> str:
+        gate.wait(5)
+        return "ok"
+
+    await harness.start()
+    task = await harness.add_task("gated")
+    waiter = asyncio.ensure_future(harness.call("wait", task.uuid, 5))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    gate.set()
+    record = await waiter
+    latency = time.time() - record.finished_at.timestamp()
+    assert record.status == "success"
+    assert latency < 0.05  # woken by the write, not by a 1 s poll
+
+
+async def test_bad_input_is_typed_and_worker_survives(harness: Harness) -> None:
+    @harness.task(name="needs_two")
+    def needs_two(a: int, b: int) -> int:
+        return a + b
+
+    @harness.task(name="unencodable")
+    def unencodable() -> Any:
+        return {1, 2}
+
+    with pytest.raises(UnknownTaskError, match="nope"):
+        await harness.add_task("nope")
+    with pytest.raises(TaskArgumentsError, match="needs_two"):
+        await harness.add_task("needs_two", 1)
+    with pytest.raises(SerializationError):
+        await harness.add_task("needs_two", object(), 2)
+    await harness.start()
+    record = await harness.add_task("unencodable", timeout=5)
+    assert record.status == "error" and "SerializationError" in record.traceback
+    assert (await harness.add_task("needs_two", 1, 2, timeout=5)).returning == 3
+
+
+async def test_unknown_task_in_queue_is_dead_lettered(harness: Harness) -> None:
+    @harness.task(name="known")
+    def known() -> str:
+        return "ok"
+
+    harness.app.config.enqueue_unknown_tasks = True
+    await harness.start()
+    record = await harness.add_task("os.system", "touch /tmp/qtasks-canary", timeout=5)
+    assert record.status == "error" and "UnknownTaskError" in record.traceback
+    dead = harness.app.broker.list_dead()
+    assert [d.reason for d in dead] == ["unknown_task"]
+    assert (await harness.add_task("known", timeout=5)).returning == "ok"
+
+
+async def test_echo_context(harness: Harness) -> None:
+    @harness.task(name="ctx", echo=True)
+    def ctx(self: Any, x: int) -> dict[str, Any]:
+        return {"name": self.ctx.task_name, "uuid": self.ctx.task_uuid, "x": x}
+
+    @harness.task(name="quits", echo=True)
+    def quits(self: Any) -> None:
+        self.ctx.cancel("changed my mind")
+
+    await harness.start()
+    record = await harness.add_task("ctx", 7, timeout=5)
+    assert record.returning == {"name": "ctx", "uuid": str(record.uuid), "x": 7}
+    quit_record = await harness.add_task("quits", timeout=5)
+    assert quit_record.status == "cancel" and quit_record.cancel_reason == "changed my mind"
+
+
+async def test_events_fire(harness: Harness) -> None:
+    seen: list[str] = []
+    for name in ("starting", "task_success", "task_error", "stopping"):
+        harness.app.events.on.__getattr__(name)()(
+            lambda name=name, **kw: seen.append(name))
+
+    @harness.task(name="ok")
+    def ok() -> None:
+        return None
+
+    @harness.task(name="bad")
+    def bad() -> None:
+        raise RuntimeError("bad")
+
+    await harness.start()
+    await harness.add_task("ok", timeout=5)
+    await harness.add_task("bad", timeout=5)
+    await harness.stop()
+    assert seen == ["starting", "task_success", "task_error", "stopping"]
+
+
+async def test_stop_hands_back_unstarted_work(harness: Harness) -> None:
+    harness.app.config.max_tasks_process = 1
+    harness.app.config.prefetch = 3
+    gate = threading.Event()
+    started = threading.Event()
+
+    @harness.task(name="blocker")
+    def blocker() -> None:
+        started.set()
+        gate.wait(5)
+
+    tasks = [await harness.add_task("blocker") for _ in range(4)]
+    await harness.start()
+    await wait_event(started)
+    stopping = asyncio.ensure_future(harness.stop(5))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await stopping
+    records = [await harness.call("get", t.uuid) for t in tasks]
+    assert [r.status for r in records].count("success") == 1
+    assert harness.app.broker.counts()["queued"] == 3  # handed back, not lost
+
+
+async def test_middlewares(harness: Harness) -> None:
+    order: list[str] = []
+
+    class Before:
+        def __init__(self, executor: Any) -> None:
+            self.executor = executor
+
+        def __call__(self) -> None:
+            order.append("before")
+            self.executor.args = [a * 10 for a in self.executor.args]
+
+    class After(Before):
+        def __call__(self) -> None:
+            order.append("after")
+
+    harness.app.add_middleware(Before, position="before")
+
+    @harness.task(name="mw", middlewares_after=[After])
+    def mw(x: int) -> int:
+        order.append("run")
+        return x
+
+    await harness.start()
+    assert (await harness.add_task("mw", 2, timeout=5)).returning == 20
+    assert order == ["before", "run", "after"]
