@@ -34,6 +34,7 @@ def main(leaf: str) -> int:
 
     def leaf_imports() -> str:
         module = importlib.import_module(f"qtasks.{leaf}")
+        assert module.__file__ is not None, f"qtasks.{leaf} has no __init__.py (namespace only)"
         assert owned_by(plugin, module.__file__), f"{module.__file__} is not {dist_name}'s"
         return str(module.__file__)
 

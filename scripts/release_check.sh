@@ -42,17 +42,23 @@ install() {
     "$venv/bin/python" -m pip install -q --find-links dist "$@"
 }
 
+# Probe every wheel even when one fails, so a single run shows every problem.
+failed=()
 for wheel in dist/qtasks_*.whl; do
     dist_name="$(basename "$wheel" | cut -d- -f1)"    # qtasks_redis
     [[ $dist_name == qtasks_core ]] && continue
     leaf="${dist_name#qtasks_}"                        # check_wheels.py ensured qtasks/<leaf>/
     echo "== qtasks-$leaf $version with qtasks-core only"
     install "$work/$leaf" "qtasks-core==$version" "qtasks-$leaf==$version"
-    "$work/$leaf/bin/python" -I scripts/probe_installed.py "$leaf"
+    "$work/$leaf/bin/python" -I scripts/probe_installed.py "$leaf" || failed+=("qtasks-$leaf")
 done
 
 echo "== qtasks-core $version alone"
 install "$work/core-only" "qtasks-core==$version"
-"$work/core-only/bin/python" -I scripts/probe_core_only.py
+"$work/core-only/bin/python" -I scripts/probe_core_only.py || failed+=("qtasks-core alone")
 
+if ((${#failed[@]})); then
+    echo "release_check: FAILED probes: ${failed[*]}" >&2
+    exit 1
+fi
 echo "release_check: OK (qtasks $version)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from typing import Any
@@ -61,15 +62,11 @@ async def test_retry_with_backoff_timing(harness: Harness) -> None:
     assert final.status == "error" and final.attempt == 3
     assert "KeyError" in final.traceback
     assert len(stamps) == 4
-    gaps = [b - a for a, b in itertools_pairwise(stamps)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     for gap, expected in zip(gaps, [0.05, 0.1, 0.2], strict=True):
         assert expected <= gap < expected + 0.5
     first = await harness.call("get", final.retry_parent_uuid)
     assert first.status == "retry" and first.retry_child_uuid == str(final.uuid)
-
-
-def itertools_pairwise(items: list[float]) -> list[tuple[float, float]]:
-    return list(zip(items, items[1:], strict=False))
 
 
 async def test_retry_skips_exceptions_that_do_not_match(harness: Harness) -> None:

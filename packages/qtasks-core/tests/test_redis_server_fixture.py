@@ -8,6 +8,7 @@ import sys
 from urllib.parse import urlsplit
 
 import pytest
+
 from qtasks.testing import RedisServer, RespError, command, find_redis_server
 from qtasks.testing.pytest_plugin import redis_binary_or_skip
 

@@ -3,8 +3,9 @@
 Each spec says when it fires, which component fires it, and what a returned value does. Hooks
 that accept a returned value take a dict and replace **only the keys it contains** (and only the
 keys the spec lists): returning `{"priority": 7}` changes the priority and nothing else. `None`
-changes nothing. Implementations run in registration order, later ones last; each sees the values
-the earlier ones returned (a chain, like Dramatiq's middlewares). An implementation that raises is
+changes nothing. Implementations run in pluggy's order (last registered first; `tryfirst` and
+`trylast` honoured); each sees the values the earlier ones returned (a chain, like Dramatiq's
+middlewares). An implementation that raises is
 logged with its name and the trigger and skipped; the others still run.
 
 Async components await handlers that return awaitables; sync components reject them with a clear

@@ -181,6 +181,10 @@ class BaseBroker(Component):
         return done
 
     def _reap_flow(self) -> Flow[int]:
+        return len((yield from self._reap_ids_flow()))
+
+    def _reap_ids_flow(self) -> Flow[list[str]]:
+        """Reap lapsed leases; returns the ids returned to the queue."""
         recovered, dead = yield self._reap
         for uuid, count in recovered:
             self.log.warning("task %s recovered from a lapsed lease (recovery %d)", uuid, count)
@@ -191,11 +195,24 @@ class BaseBroker(Component):
             self.log.error("task %s dead-lettered: %s", entry.uuid, entry.reason)
             yield from self._trigger("broker_task_dead", broker=self, uuid=entry.uuid,
                                      reason=entry.reason, sample=entry.sample)
-        return len(recovered) + len(dead)
+        return [uuid for uuid, _ in recovered]
 
     def _running_older_flow(self, worker: Any) -> Flow[int]:
+        """Start-up recovery (`config.running_older_tasks`): return lapsed leases at once and
+        tell storage plugins which tasks came back."""
         yield from self._trigger("broker_running_older_tasks", broker=self, worker=worker)
-        return (yield from self._reap_flow())
+        recovered = yield from self._reap_ids_flow()
+        if recovered and self.plugins.wants("storage_running_older_tasks"):
+            envelopes = []
+            for uuid in recovered:
+                record: Task | None = yield from self.storage._get_flow(uuid)
+                if record is not None:
+                    envelopes.append(Envelope(
+                        id=uuid, task=record.task_name, args=list(record.args),
+                        kwargs=record.kwargs, priority=record.priority,
+                        created_at=record.created_at.timestamp()))
+            yield from self.storage._running_older_flow(worker, envelopes)
+        return len(recovered)
 
     def _cancel_flow(self, uuid: str, reason: str | None) -> Flow[str]:
         return str((yield partial(self._cancel, str(uuid), reason)))

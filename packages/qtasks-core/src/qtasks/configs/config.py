@@ -109,10 +109,13 @@ class QueueConfig:
             self.__dict__.setdefault("_dynamic", {})[key] = value
         object.__setattr__(self, key, value)
         if "_subscribers" in self.__dict__ and not key.startswith("_"):
-            if key in ("heartbeat_interval", "lease_timeout", "block_timeout", "socket_timeout"):
-                self._check_relations()
             for callback in self._subscribers:
                 callback(self, key, value)
+
+    def validate(self) -> None:
+        """Check relations between fields (run at construction and when an app starts, so
+        fields can be assigned in any order)."""
+        self._check_relations()
 
     def _check_relations(self) -> None:
         if self.heartbeat_interval >= self.lease_timeout:

@@ -34,6 +34,7 @@ class BaseStarter(Component):
         return getattr(storage, "global_config", None)
 
     def _start_flow(self, plugins: list[Any] | None) -> Flow[None]:
+        self.config.validate()
         yield from self._trigger("starter_start", starter=self)
         for plugin in plugins if plugins is not None else self.plugins.base_plugins:
             yield plugin.start

@@ -96,7 +96,7 @@ _live: set[RedisServer] = set()
 @atexit.register
 def _stop_leftovers() -> None:
     for server in list(_live):
-        server.stop()
+        server.close()
 
 
 class RedisServer:

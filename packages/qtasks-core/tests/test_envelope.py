@@ -1,0 +1,77 @@
+"""The wire envelope: round trips, strict decoding, caps, and a fuzz of the decoder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pickle
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qtasks.exc import DecodeError, PayloadTooLargeError, SerializationError
+from qtasks.schemas.envelope import Envelope, decode, encode
+
+
+def test_round_trip() -> None:
+    env = Envelope(id="a", task="t", args=[1, "x"], kwargs={"k": [1.5]}, priority=-2, queue="q",
+                   eta=12.5, created_at=1.0, attempt=2, retry=1, parent="p",
+                   headers={"traceparent": "00-x"}, extra={"e": True})
+    assert decode(encode(env)) == env
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (b"\xff\xfe", "decode_error"),
+    (b'{"v": 1, "id": "a", "task": ', "decode_error"),
+    (b"[]", "invalid_schema"),
+    (b'{"v": 2, "id": "a", "task": "t"}', "invalid_schema"),
+    (b'{"v": 1, "id": 5, "task": "t"}', "invalid_schema"),
+    (b'{"v": 1, "id": "a", "task": "t", "priority": "high"}', "invalid_schema"),
+    (b'{"v": 1, "id": "a", "task": "t", "args": [NaN]}', "decode_error"),
+    (b'{"v": 1, "id": "a", "task": "t", "headers": {"x": 1}}', "invalid_schema"),
+    (pickle.dumps({"v": 1}), "decode_error"),
+    (b"[" * 100_000 + b"]" * 100_000, "invalid_schema"),
+])
+def test_malformed_input_is_a_typed_error(payload: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(payload)
+    assert info.value.reason == reason
+
+
+def test_caps() -> None:
+    with pytest.raises(PayloadTooLargeError, match="over the 2048-byte cap"):
+        encode(Envelope(id="a", task="t", args=["x" * 4096]), max_bytes=2048)
+    with pytest.raises(DecodeError) as info:
+        decode(b"x" * 4096, max_bytes=2048)
+    assert info.value.reason == "oversized"
+
+
+@pytest.mark.parametrize("value", [object(), {1, 2}, float("nan"), lambda: 1])
+def test_unserialisable_arguments(value: object) -> None:
+    with pytest.raises(SerializationError, match="not JSON-serialisable"):
+        encode(Envelope(id="a", task="t", args=[value]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_fuzz_any_bytes_decode_or_raise_decode_error(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        decode(data)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["v", "id", "task", "args", "kwargs", "priority", "eta",
+                                        "queue", "headers", "attempt", "retry", "extra"]),
+                       json_values))
+def test_fuzz_json_objects_decode_or_raise_decode_error(obj: dict[str, object]) -> None:
+    try:
+        env = decode(json.dumps(obj).encode())
+    except DecodeError:
+        return
+    assert isinstance(env.id, str) and isinstance(env.task, str)
