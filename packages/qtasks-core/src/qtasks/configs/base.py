@@ -49,9 +49,9 @@ class BaseGlobalConfig(Component):
 
     # -- shared flows -----------------------------------------------------------------------------
     def _set_flow(self, name: str, key: str, value: Any) -> Flow[None]:
-        out = yield from self._trigger("global_config_set", global_config=self, name=name,
+        out = yield from self._trigger("global_config_set", global_config=self, name_=name,
                                        key=key, value=value)
-        yield partial(self._set, out["name"], out["key"], out["value"], None, False)
+        yield partial(self._set, out["name_"], out["key"], out["value"], None, False)
 
     def _get_flow(self, key: str, name: str) -> Flow[Any]:
         values = yield partial(self._get_all, key)

@@ -17,12 +17,13 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from qtasks._pool import DaemonThreadPool
 from qtasks.exc import TaskTimeoutError
 
 if TYPE_CHECKING:
     from qtasks.registries.definition import TaskExecSchema
 
-_timed_pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="qtasks-timed")
+_timed_pool = DaemonThreadPool(64, thread_name_prefix="qtasks-timed")
 _local = threading.local()
 
 

@@ -153,6 +153,9 @@ class MemoryStore:
                 return False
             del self.leases[task_id]
             env = self.pending[task_id]
+            record = self.records.get(task_id)
+            if record is not None:
+                record["status"] = "new"  # back in the queue, not running
             if eta is not None:
                 env.eta = eta
                 heapq.heappush(self.delayed, (eta, next(self._seq), task_id))

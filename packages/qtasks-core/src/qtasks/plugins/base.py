@@ -20,7 +20,7 @@ class BasePlugin:
         self.name = name or type(self).__name__
         self.handlers: dict[str, Callable[..., Any]] = {}
 
-    def trigger(self, name: str, **kwargs: Any) -> Any:
+    def trigger(self, name: str, /, **kwargs: Any) -> Any:
         handler = self.handlers.get(name)
         return None if handler is None else handler(**kwargs)
 

@@ -20,6 +20,8 @@ class SyncStarter(BaseStarter):
         self._components(app)
         run_sync(self._start_flow(plugins))
         self.worker.start(num_workers)
+        self.log.info("%s: worker %s consuming %s", self.name, self.worker.worker_id,
+                      ", ".join(self.worker.queues))
         config = self._global_config()
         if config is not None:
             self._status = ThreadPeriodic(
@@ -32,6 +34,7 @@ class SyncStarter(BaseStarter):
         if not self.started:
             return
         self.started = False
+        self.log.info("%s: stopping (draining running tasks)", self.name)
         self.worker.stop(grace)
         if self._status is not None:
             self._status.stop()
@@ -52,6 +55,8 @@ class AsyncStarter(BaseStarter):
         self._components(app)
         await run_async(self._start_flow(plugins))
         await self.worker.start(num_workers)
+        self.log.info("%s: worker %s consuming %s", self.name, self.worker.worker_id,
+                      ", ".join(self.worker.queues))
         config = self._global_config()
         if config is not None:
             self._status = AsyncPeriodic(
@@ -64,6 +69,7 @@ class AsyncStarter(BaseStarter):
         if not self.started:
             return
         self.started = False
+        self.log.info("%s: stopping (draining running tasks)", self.name)
         await self.worker.stop(grace)
         if self._status is not None:
             await self._status.stop()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from qtasks._drive import run_async
 from qtasks._periodic import AsyncPeriodic
+from qtasks._pool import DaemonThreadPool
 from qtasks.exc import TaskCancelError
 from qtasks.executors.base import AsyncTaskExecutor
 from qtasks.schemas.delivery import Delivery
@@ -21,7 +21,7 @@ class AsyncWorker(BaseWorker):
 
     def __init__(self, name: str = "QueueTasks", broker: Any = None, **kwargs: Any) -> None:
         super().__init__(name=name, broker=broker, **kwargs)
-        self.thread_pool: ThreadPoolExecutor | None = None
+        self.thread_pool: DaemonThreadPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._capacity_event: asyncio.Event | None = None
         self._listeners: list[asyncio.Task[None]] = []
@@ -110,7 +110,7 @@ class AsyncWorker(BaseWorker):
         self._loop = asyncio.get_running_loop()
         self._capacity_event = asyncio.Event()
         self._force_event = asyncio.Event()
-        self.thread_pool = ThreadPoolExecutor(self.config.max_tasks_process,
+        self.thread_pool = DaemonThreadPool(self.config.max_tasks_process,
                                               thread_name_prefix=f"qtasks-{self.name}")
         await run_async(self._start_flow())
         for number in range(max(1, num_workers)):

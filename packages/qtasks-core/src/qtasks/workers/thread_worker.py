@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, ClassVar
 
 from qtasks._drive import run_sync
 from qtasks._periodic import ThreadPeriodic
+from qtasks._pool import DaemonThreadPool
 from qtasks.exc import TaskCancelError
 from qtasks.executors.base import SyncTaskExecutor
 from qtasks.schemas.delivery import Delivery
@@ -23,7 +23,7 @@ class SyncThreadWorker(BaseWorker):
     def __init__(self, name: str = "QueueTasks", broker: Any = None, **kwargs: Any) -> None:
         super().__init__(name=name, broker=broker, **kwargs)
         self._capacity = threading.Condition(self._lock)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: DaemonThreadPool | None = None
         self._listeners: list[threading.Thread] = []
         self._periodic: list[ThreadPeriodic] = []
         self._idle = threading.Condition()
@@ -93,7 +93,7 @@ class SyncThreadWorker(BaseWorker):
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, num_workers: int = 1) -> None:
         """Start claim loops and the pool in background threads; returns once they run."""
-        self._pool = ThreadPoolExecutor(self.config.max_tasks_process,
+        self._pool = DaemonThreadPool(self.config.max_tasks_process,
                                         thread_name_prefix=f"qtasks-{self.name}")
         run_sync(self._start_flow())
         for number in range(max(1, num_workers)):
