@@ -366,3 +366,13 @@ async def test_middlewares(harness: Harness) -> None:
     await harness.start()
     assert (await harness.add_task("mw", 2, timeout=5)).returning == 20
     assert order == ["before", "run", "after"]
+
+
+async def test_live_worker_registry(harness: Harness) -> None:
+    registry = harness.app.broker.storage.global_config
+    await harness.start()
+    workers = await harness.call_on(registry, "get_all", "workers")
+    info = workers[harness.app.worker.worker_id]
+    assert info["pid"] > 0 and info["host"] and info["queues"] == ["default"]
+    await harness.stop()
+    assert await harness.call_on(registry, "get_all", "workers") == {}

@@ -115,7 +115,7 @@ def component_for_url(group: str, url: str, is_async: bool) -> Any:
     for ep in entry_points(group):
         try:
             cls = _load(group, ep.name)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
             log.warning("component %s:%s failed to load: %s", group, ep.name, exc)
             continue
         schemes = tuple(getattr(cls, "url_schemes", ()))
@@ -133,7 +133,7 @@ def has_scheme(group: str, scheme: str) -> bool:
     for ep in entry_points(group):
         try:
             cls = _load(group, ep.name)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken plugin must not hide the others
             continue
         if scheme in tuple(getattr(cls, "url_schemes", ())):
             return True

@@ -42,7 +42,7 @@ def run_sync(flow: Flow[T]) -> T:
                     f"{getattr(step, '__qualname__', step)!s} returned an awaitable in a sync "
                     "component; use the asyncio app or a sync handler"
                 )
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed back to the flow, which decides
             error = exc
             value = None
 
@@ -61,7 +61,7 @@ async def run_async(flow: Flow[T]) -> T:
             value = step()
             if inspect.isawaitable(value):
                 value = await value
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed back to the flow, which decides
             error = exc
             value = None
 

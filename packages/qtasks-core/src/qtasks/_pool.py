@@ -51,7 +51,7 @@ class DaemonThreadPool(Executor):
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn(*args, **kwargs))
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - delivered through the future
                     future.set_exception(exc)
             with self._lock:
                 self._idle += 1

@@ -239,9 +239,13 @@ def storage_flush_all(storage: Any) -> None:
 # =============================================================================================
 # GlobalConfig (component="global_config")
 # =============================================================================================
-@trigger("global_config", replaces=("name", "key", "value"))
-def global_config_set(global_config: Any, name: str, key: str, value: Any) -> dict[str, Any] | None:
-    """`global_config.set(name, key, value)`, before the write (1.7 passed `name_`)."""
+@trigger("global_config", replaces=("name_", "key", "value"))
+def global_config_set(
+    global_config: Any, name_: str, key: str, value: Any
+) -> dict[str, Any] | None:
+    """`global_config.set(name, key, value)`, before the write. The name is passed as `name_`
+    (as in 1.7, so it never clashes with `BasePlugin.trigger(name, ...)`); return `name_`,
+    `key` or `value` to replace them (1.7 read `name` back and so ignored it)."""
 
 
 @trigger("global_config", replaces=("get",))
@@ -428,3 +432,37 @@ def starter_stop(starter: Any) -> None:
 @trigger("stats")
 def stats_inspect(stats: Any) -> None:
     """`Stats.inspect()` builds its report."""
+
+
+# =============================================================================================
+# Timer (component="timer"): fired by qtasks-timer's SyncTimer and AsyncTimer. Added in 2.0.
+# =============================================================================================
+@trigger("timer")
+def timer_start(timer: Any) -> None:
+    """`timer.start()` (also `run_forever()` and `with timer:`), before its schedules are
+    registered and ticks missed while no timer ran are caught up. Added in 2.0."""
+
+
+@trigger("timer")
+def timer_stop(timer: Any) -> None:
+    """`timer.stop()`, after its scheduler shut down and the enqueues in flight finished.
+    Added in 2.0."""
+
+
+@trigger("timer", replaces=("task_name", "priority", "args", "kw"))
+def timer_add_task_before(
+    timer: Any, schedule_id: str, task_name: str, priority: int | None, args: tuple[Any, ...],
+    kw: dict[str, Any], trigger: Any, run_time: Any,
+) -> dict[str, Any] | None:
+    """A scheduled tick, after this timer won the tick's claim (so it fires once per tick across
+    every timer process) and before the app enqueues it. `trigger` is the APScheduler trigger,
+    `run_time` the tick's scheduled time (an aware datetime). Return any of `task_name`,
+    `priority`, `args`, `kw` to replace it. The enqueue then fires the app's
+    `qtasks_add_task_*_broker` triggers like any other. Added in 2.0."""
+
+
+@trigger("timer")
+def timer_add_task_after(
+    timer: Any, schedule_id: str, task_name: str, task: Task, run_time: Any
+) -> None:
+    """A scheduled tick was enqueued; `task` is its `new` record. Added in 2.0."""

@@ -233,7 +233,7 @@ class BaseBroker(Component):
             try:
                 deliveries = yield partial(self.claim, worker.worker_id, free,
                                            self.config.block_timeout, worker.queues)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - workers survive broker outages
                 worker.release(free)
                 failures += 1
                 delay = min(0.05 * 2 ** min(failures, 6), 2.0)

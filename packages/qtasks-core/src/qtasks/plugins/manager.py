@@ -152,7 +152,7 @@ class PluginHost:
                 continue
             try:
                 self._register(ep.load(), ep.name)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the app
                 log.warning("plugin %r (%s) failed to load and is skipped: %s", ep.name,
                             ep.value, exc)
                 continue

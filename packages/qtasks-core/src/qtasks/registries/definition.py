@@ -65,7 +65,7 @@ class TaskExecSchema:
         signature = inspect.signature(self.func)
         try:
             hints = typing.get_type_hints(self.func, include_extras=True)
-        except Exception:
+        except Exception:  # noqa: BLE001 - unresolvable annotations simply inject nothing
             hints = {}
         public = []
         params = list(signature.parameters.values())

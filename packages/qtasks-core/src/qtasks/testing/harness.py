@@ -31,6 +31,13 @@ class Harness:
             return await func(*args, **kwargs)
         return await asyncio.to_thread(func, *args, **kwargs)
 
+    async def call_on(self, obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a component's method the way its flavour needs."""
+        func = getattr(obj, method)
+        if self.kind == "async":
+            return await func(*args, **kwargs)
+        return await asyncio.to_thread(func, *args, **kwargs)
+
     async def add_task(self, *args: Any, **kwargs: Any) -> Any:
         return await self.call("add_task", *args, **kwargs)
 

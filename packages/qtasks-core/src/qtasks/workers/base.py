@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from qtasks._drive import Flow
 from qtasks.base.component import Component
+from qtasks.configs.base import WORKERS_NAME
 from qtasks.enums import TaskStatusEnum
 from qtasks.exc import TaskArgumentsError, TaskCancelError, UnknownTaskError
 from qtasks.schemas.envelope import dumps, sample
@@ -232,7 +233,7 @@ class BaseWorker(Component):
             finished = _now()
             model = model.evolve(status=TaskStatusEnum.CANCEL.value, cancel_reason=str(exc),
                                  finished_at=finished, updated_at=finished)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any task error becomes its record
             error = exc
             finished = _now()
             model = model.evolve(status=TaskStatusEnum.ERROR.value, traceback=format_error(exc),
@@ -302,6 +303,7 @@ class BaseWorker(Component):
             self.tasks = self.app.tasks
         if self.on_cancel not in self.broker.cancel_listeners:
             self.broker.cancel_listeners.append(self.on_cancel)
+        yield from self._register_flow()
         yield from self._trigger("worker_start", worker=self)
         if self.events is not None and self.events.wants("worker_running"):
             yield from self.events.flow("worker_running", worker=self, number=0)
@@ -309,6 +311,7 @@ class BaseWorker(Component):
     def _stopped_flow(self) -> Flow[None]:
         if self.on_cancel in self.broker.cancel_listeners:
             self.broker.cancel_listeners.remove(self.on_cancel)
+        yield from self._register_flow(leaving=True)
         yield from self._trigger("worker_stop", worker=self)
         if self.events is not None and self.events.wants("worker_stopping"):
             yield from self.events.flow("worker_stopping", worker=self, number=0)
@@ -319,6 +322,32 @@ class BaseWorker(Component):
             lost = yield partial(self.broker.heartbeat, self.worker_id, leases)
             if lost:
                 self.on_leases_lost(list(lost))
+        yield from self._register_flow()
+
+    def info(self) -> dict[str, Any]:
+        """What the live-worker registry shows (stats, CLI, web view)."""
+        return {"id": self.worker_id, "app": self.name, "host": socket.gethostname(),
+                "pid": os.getpid(), "flavour": "async" if self.is_async else "sync",
+                "started": self.started_at, "heartbeat": time.time(),
+                "in_flight": len(self._leases), "running": len(self._active),
+                "processed": self.processed, "queues": self.queues,
+                "concurrency": self.config.max_tasks_process}
+
+    def _register_flow(self, leaving: bool = False) -> Flow[None]:
+        """Keep this worker in the GlobalConfig's registry of live workers (with a TTL, so a
+        killed worker drops out by itself)."""
+        registry = getattr(self.broker.storage, "global_config", None)
+        if registry is None:
+            return
+        try:
+            if leaving:
+                yield partial(registry._delete, WORKERS_NAME, self.worker_id)
+            else:
+                ttl = max(self.config.lease_timeout, 3 * self.config.heartbeat_interval)
+                yield partial(registry._set, WORKERS_NAME, self.worker_id, self.info(), ttl,
+                              False)
+        except Exception as exc:  # noqa: BLE001 - the registry is advisory; tasks go on
+            self.log.warning("worker registry update failed: %s", type(exc).__name__)
 
     def add(self, delivery: Delivery) -> Any:
         """The broker hands over a claimed task (fires `worker_add`)."""
