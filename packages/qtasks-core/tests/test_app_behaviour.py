@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from qtasks import Depends
+from qtasks import Depends, State
 from qtasks.exc import SerializationError, TaskArgumentsError, UnknownTaskError
 from qtasks.testing.harness import Harness, wait_event
 
@@ -376,3 +376,54 @@ async def test_live_worker_registry(harness: Harness) -> None:
     assert info["pid"] > 0 and info["host"] and info["queues"] == ["default"]
     await harness.stop()
     assert await harness.call_on(registry, "get_all", "workers") == {}
+
+
+class Counter(State):
+    """Annotations are resolved against the module, as `typing.get_type_hints` does."""
+
+
+async def test_routers_shared_tasks_and_state(harness: Harness) -> None:
+    from qtasks import Router, shared_task
+
+    router = Router()
+
+    @router.task
+    def bare(x: int) -> int:
+        return x * 3
+
+    @router.task("named", priority=2)
+    def named(counter: Counter) -> int:
+        counter.update(hits=(counter.get("hits") or 0) + 1)
+        return int(counter.get("hits"))
+
+    @shared_task(name=f"shared-{harness.kind}")
+    def shared() -> str:
+        return "shared"
+
+    Counter().clear()  # State is per process and class, shared by both flavours' runs
+    harness.app.include_router(router)
+    with pytest.raises(ValueError, match="already registered"):
+        harness.app.include_router(router)
+    await harness.start()
+    assert (await harness.add_task("bare", 2, timeout=5)).returning == 6
+    assert (await harness.add_task("named", timeout=5)).returning == 1
+    assert (await harness.add_task("named", timeout=5)).returning == 2
+    assert (await harness.add_task(f"shared-{harness.kind}", timeout=5)).returning == "shared"
+    deferred = bare(4)
+    task = await harness.call_on(deferred, "add_task")
+    assert (await harness.call("wait", task.uuid, 5)).returning == 12
+
+
+async def test_task_wait_result_follows_retries(harness: Harness) -> None:
+    @harness.task(name="twice", retry=1)
+    def twice() -> None:
+        raise RuntimeError("always")
+
+    task = await harness.add_task("twice")
+    await harness.start()
+    if harness.kind == "async":
+        final = await task.wait_result_async(5)
+    else:
+        final = await asyncio.to_thread(task.wait_result, 5)
+    assert final.status == "error" and final.attempt == 1
+    assert final.retry_parent_uuid == str(task.uuid)

@@ -63,10 +63,7 @@ class TaskExecSchema:
         from qtasks.plugins.builtin.state import State
 
         signature = inspect.signature(self.func)
-        try:
-            hints = typing.get_type_hints(self.func, include_extras=True)
-        except Exception:  # noqa: BLE001 - unresolvable annotations simply inject nothing
-            hints = {}
+        hints = _resolved_hints(self.func)
         public = []
         params = list(signature.parameters.values())
         if self.echo and params:
@@ -106,3 +103,24 @@ class TaskExecSchema:
         delay = min(self.retry_backoff * self.retry_backoff_factor ** (attempt - 1),
                     self.retry_backoff_max)
         return random.uniform(0, delay) if self.retry_jitter else delay
+
+
+def _resolved_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """Type hints of `func`, resolved one by one so that one unresolvable annotation (a class
+    local to a function, say) does not hide the others."""
+    try:
+        return typing.get_type_hints(func, include_extras=True)
+    except Exception:  # noqa: BLE001 - fall back to resolving parameter by parameter
+        pass
+    namespace = getattr(func, "__globals__", {})
+    hints: dict[str, Any] = {}
+    for name, annotation in getattr(func, "__annotations__", {}).items():
+        if not isinstance(annotation, str):
+            hints[name] = annotation
+            continue
+        try:
+            hints[name] = eval(annotation, namespace)
+        except Exception:  # noqa: BLE001 - unresolvable: the parameter is not injected
+            continue
+    return hints
+
