@@ -427,3 +427,38 @@ async def test_task_wait_result_follows_retries(harness: Harness) -> None:
         final = await asyncio.to_thread(task.wait_result, 5)
     assert final.status == "error" and final.attempt == 1
     assert final.retry_parent_uuid == str(task.uuid)
+
+
+async def test_admin_stats_dead_letters_and_purge(harness: Harness) -> None:
+    app = harness.app
+    app.config.enqueue_unknown_tasks = True
+
+    @harness.task(name="noop")
+    def noop() -> None:
+        return None
+
+    for priority in (0, 0, 5):
+        await harness.add_task("noop", priority=priority)
+    await harness.call("enqueue", "noop", delay=60)
+    stats = await harness.call_on(app.broker, "stats")
+    assert stats["queues"]["default"] == {"ready": 3, "delayed": 1, "priorities": {"0": 2, "5": 1}}
+    assert await harness.call_on(app.broker, "purge_queue", "default") == 4
+    counts = await harness.call_on(app.broker.storage, "counts")
+    assert counts == {"cancel": 4}
+
+    await harness.start()
+    ghost = await harness.add_task("ghost", timeout=5)  # unknown: dead-lettered
+    dead = await harness.call_on(app.broker, "list_dead")
+    assert [(d.uuid, d.reason) for d in dead] == [(str(ghost.uuid), "unknown_task")]
+
+    @harness.task(name="ghost")  # deploy the missing task, then retry the dead letter
+    def ghost_task() -> str:
+        return "back"
+
+    assert await harness.call_on(app.broker, "retry_dead", ghost.uuid)
+    assert (await harness.call("wait", ghost.uuid, 5)).returning == "back"
+    assert await harness.call_on(app.broker, "list_dead") == []
+    stats = await harness.call_on(app.broker, "stats")
+    assert stats["finished_last_minute"] >= 1 and stats["dead"] == 0
+    listed = await harness.call_on(app.broker.storage, "list", status="success")
+    assert [t.task_name for t in listed] == ["ghost"]

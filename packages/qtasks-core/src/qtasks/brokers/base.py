@@ -109,12 +109,27 @@ class BaseBroker(Component):
         """Wake blocked `claim` calls (used when a worker stops)."""
         return None
 
-    def list_dead(self, limit: int = 100) -> Any:
-        raise NotImplementedError
+    # -- administration (stats, CLI, web view); optional for third-party brokers ----------------
+    def _stats(self) -> Any:
+        """`{"queues": {name: {"ready": n, "delayed": n, "priorities": {"0": n}}},
+        "processing": n, "dead": n, "finished_last_minute": n}`"""
+        raise NotImplementedError(f"{type(self).__name__} does not report stats")
 
-    def counts(self) -> Any:
-        """Queue figures (queued, processing, dead, per status) for stats."""
-        raise NotImplementedError
+    def _list_dead(self, limit: int, offset: int) -> Any:
+        """Dead-letter entries, newest first. -> list[DeadEntry]"""
+        raise NotImplementedError(f"{type(self).__name__} does not list dead letters")
+
+    def _retry_dead(self, uuid: str) -> Any:
+        """Put a dead-lettered task back in its queue (status new). -> bool"""
+        raise NotImplementedError(f"{type(self).__name__} cannot retry dead letters")
+
+    def _purge_dead(self, uuid: str | None) -> Any:
+        """Delete one dead letter, or all of them. -> int"""
+        raise NotImplementedError(f"{type(self).__name__} cannot purge dead letters")
+
+    def _purge_queue(self, queue: str) -> Any:
+        """Remove every queued (not running) task of `queue`; records become `cancel`. -> int"""
+        raise NotImplementedError(f"{type(self).__name__} cannot purge queues")
 
     # -- shared flows ---------------------------------------------------------------------------
     def make_envelope(
@@ -267,6 +282,9 @@ class BaseBroker(Component):
         yield self._stop
         yield self.storage.stop
 
+    def _admin_flow(self, primitive: Any, *args: Any) -> Flow[Any]:
+        return (yield partial(primitive, *args))
+
     def _flush_flow(self) -> Flow[None]:
         yield from self._trigger("broker_flush_all", broker=self)
         yield self._flush
@@ -322,6 +340,22 @@ class SyncBroker(BaseBroker):
     def flush_all(self) -> None:
         run_sync(self._flush_flow())
 
+    def stats(self) -> dict[str, Any]:
+        """Queue depths per queue and priority, running, dead, finished in the last minute."""
+        return dict(run_sync(self._admin_flow(self._stats)))
+
+    def list_dead(self, limit: int = 100, offset: int = 0) -> list[DeadEntry]:
+        return list(run_sync(self._admin_flow(self._list_dead, limit, offset)))
+
+    def retry_dead(self, uuid: str) -> bool:
+        return bool(run_sync(self._admin_flow(self._retry_dead, str(uuid))))
+
+    def purge_dead(self, uuid: str | None = None) -> int:
+        return int(run_sync(self._admin_flow(self._purge_dead, uuid)))
+
+    def purge_queue(self, queue: str = "default") -> int:
+        return int(run_sync(self._admin_flow(self._purge_queue, queue)))
+
 
 class AsyncBroker(BaseBroker):
     """Broker for the asyncio app and `AsyncWorker`."""
@@ -373,3 +407,19 @@ class AsyncBroker(BaseBroker):
 
     async def flush_all(self) -> None:
         await run_async(self._flush_flow())
+
+    async def stats(self) -> dict[str, Any]:
+        """Queue depths per queue and priority, running, dead, finished in the last minute."""
+        return dict(await run_async(self._admin_flow(self._stats)))
+
+    async def list_dead(self, limit: int = 100, offset: int = 0) -> list[DeadEntry]:
+        return list(await run_async(self._admin_flow(self._list_dead, limit, offset)))
+
+    async def retry_dead(self, uuid: str) -> bool:
+        return bool(await run_async(self._admin_flow(self._retry_dead, str(uuid))))
+
+    async def purge_dead(self, uuid: str | None = None) -> int:
+        return int(await run_async(self._admin_flow(self._purge_dead, uuid)))
+
+    async def purge_queue(self, queue: str = "default") -> int:
+        return int(await run_async(self._admin_flow(self._purge_queue, queue)))

@@ -104,12 +104,22 @@ class _MemoryBroker(BaseBroker):
         for waiter in waiters:
             waiter.wake()
 
-    def list_dead(self, limit: int = 100) -> list[DeadEntry]:
-        with self.store.lock:
-            return list(self.store.dead.values())[:limit]
+    def _stats(self) -> dict[str, Any]:
+        return self.store.stats()
 
-    def counts(self) -> dict[str, int]:
-        return self.store.counts()
+    def _list_dead(self, limit: int, offset: int) -> list[DeadEntry]:
+        with self.store.lock:
+            entries = sorted(self.store.dead.values(), key=lambda e: e.at, reverse=True)
+        return entries[offset:offset + limit]
+
+    def _retry_dead(self, uuid: str) -> bool:
+        return self.store.retry_dead(uuid)
+
+    def _purge_dead(self, uuid: str | None) -> int:
+        return self.store.purge_dead(uuid)
+
+    def _purge_queue(self, queue: str) -> int:
+        return self.store.purge_queue(queue, partial(cancelled_mapping, reason="purged"))
 
 
 class SyncMemoryBroker(_MemoryBroker, SyncBroker):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import threading
 import time
 import uuid as uuidlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +52,7 @@ class MemoryStore:
         self.consumer_waiters: list[Waiter] = []
         self.record_waiters: dict[str, list[Waiter]] = {}
         self.cancel_listeners: list[Callable[[str, str | None], None]] = []
+        self.finished: deque[float] = deque()
 
     # -- enqueue --------------------------------------------------------------------------------
     def enqueue(self, items: Iterable[tuple[Envelope, dict[str, str]]]) -> list[bool]:
@@ -142,6 +145,7 @@ class MemoryStore:
             self.cancel_requests.pop(task_id, None)
             self.recoveries.pop(task_id, None)
             self._write_record(task_id, mapping, ttl)
+            self.finished.append(time.time())
         return True
 
     def requeue(self, delivery: Delivery, eta: float | None = None) -> bool:
@@ -319,15 +323,69 @@ class MemoryStore:
                     if self.kv_expires.get((name, k), now + 1) > now}
 
     # -- admin ----------------------------------------------------------------------------------
-    def counts(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
+        now = time.time()
+        queues: dict[str, dict[str, Any]] = {}
         with self.lock:
-            queued = sum(1 for k in self.pending if k not in self.leases)
-            by_status: dict[str, int] = {}
-            for record in self.records.values():
-                status = record.get("status", "?")
-                by_status[status] = by_status.get(status, 0) + 1
-            return {"queued": queued, "processing": len(self.leases), "dead": len(self.dead),
-                    **{f"status:{k}": v for k, v in by_status.items()}}
+            for task_id, env in self.pending.items():
+                if task_id in self.leases:
+                    continue
+                entry = queues.setdefault(env.queue, {"ready": 0, "delayed": 0, "priorities": {}})
+                if env.eta is not None and env.eta > now:
+                    entry["delayed"] += 1
+                else:
+                    entry["ready"] += 1
+                    prio = entry["priorities"]
+                    prio[str(env.priority)] = prio.get(str(env.priority), 0) + 1
+            while self.finished and self.finished[0] < now - 60:
+                self.finished.popleft()
+            return {"queues": queues, "processing": len(self.leases), "dead": len(self.dead),
+                    "finished_last_minute": len(self.finished)}
+
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for record in self.all_records():
+            status = record.get("status", "?")
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def retry_dead(self, task_id: str) -> bool:
+        with self.lock:
+            entry = self.dead.pop(task_id, None)
+            record = self.records.get(task_id)
+            if entry is None or record is None:
+                return False
+            env = envelope_from_record(task_id, record)
+            self.pending[task_id] = env
+            self.recoveries.pop(task_id, None)
+            record.update({"status": "new", "recoveries": "0", "updated_at": repr(time.time())})
+            record.pop("dead_reason", None)
+            record.pop("traceback", None)
+            self.expires.pop(task_id, None)
+            self._push_ready(env)
+            waiters, self.consumer_waiters = self.consumer_waiters, []
+        for waiter in waiters:
+            waiter.wake()
+        return True
+
+    def purge_dead(self, task_id: str | None) -> int:
+        with self.lock:
+            if task_id is None:
+                count = len(self.dead)
+                self.dead.clear()
+                return count
+            return 1 if self.dead.pop(task_id, None) is not None else 0
+
+    def purge_queue(self, queue: str,
+                    mapping_for_cancel: Callable[[dict[str, str]], dict[str, str]]) -> int:
+        with self.lock:
+            doomed = [k for k, env in self.pending.items()
+                      if env.queue == queue and k not in self.leases]
+            for task_id in doomed:
+                del self.pending[task_id]
+                record = self.records.get(task_id, {})
+                self._write_record(task_id, mapping_for_cancel(record), None)
+            return len(doomed)
 
     def flush(self) -> None:
         with self.lock:
@@ -342,6 +400,18 @@ class MemoryStore:
             self.recoveries.clear()
             self.kv.clear()
             self.kv_expires.clear()
+
+
+def envelope_from_record(task_id: str, record: dict[str, str]) -> Envelope:
+    """Rebuild a task's envelope from its record (to re-run a dead-lettered task)."""
+    return Envelope(
+        id=task_id, task=record["task_name"], args=json.loads(record.get("args", "[]")),
+        kwargs=json.loads(record.get("kwargs", "{}")), priority=int(record.get("priority", 0)),
+        queue=record.get("queue", "default"), created_at=float(record.get("created_at", 0)),
+        attempt=int(record.get("attempt", 0)),
+        retry=int(record["retry"]) if "retry" in record else None,
+        parent=record.get("retry_parent_uuid"),
+        extra=json.loads(record["extra"]) if "extra" in record else {})
 
 
 _STORES: dict[str, MemoryStore] = {}

@@ -147,9 +147,22 @@ class BaseStorage(Component):
         if self.global_config is not None:
             yield self.global_config.stop
 
-    def counts(self) -> Any:
-        """Counts per status (and queue figures where the storage knows them), for stats."""
-        raise NotImplementedError
+    # -- listings (stats, CLI, web view); optional for third-party storages ----------------------
+    def _counts(self) -> Any:
+        """Records per status. -> dict[str, int]"""
+        raise NotImplementedError(f"{type(self).__name__} does not count records")
+
+    def _list(self, status: str | None, task_name: str | None, limit: int, offset: int) -> Any:
+        """Record mappings, newest first, filtered by status and task name (no KEYS scan)."""
+        raise NotImplementedError(f"{type(self).__name__} does not list records")
+
+    def _list_flow(self, status: str | None, task_name: str | None, limit: int,
+                   offset: int) -> Flow[list[Task]]:
+        mappings = yield partial(self._list, status, task_name, limit, offset)
+        return [from_mapping(m, self.app) for m in mappings]
+
+    def _counts_flow(self) -> Flow[dict[str, int]]:
+        return dict((yield self._counts))
 
 
 class SyncStorage(BaseStorage):
@@ -184,6 +197,15 @@ class SyncStorage(BaseStorage):
 
     def wait(self, uuid: str, timeout: float, statuses: frozenset[str]) -> Task | None:
         return run_sync(self._wait_flow(uuid, timeout, statuses))
+
+    def counts(self) -> dict[str, int]:
+        """Records per status."""
+        return run_sync(self._counts_flow())
+
+    def list(self, status: str | None = None, task_name: str | None = None, limit: int = 50,
+             offset: int = 0) -> list[Task]:
+        """Records, newest first, by status and/or task name."""
+        return run_sync(self._list_flow(status, task_name, limit, offset))
 
     def start(self) -> None:
         run_sync(self._start_flow())
@@ -226,6 +248,15 @@ class AsyncStorage(BaseStorage):
 
     async def wait(self, uuid: str, timeout: float, statuses: frozenset[str]) -> Task | None:
         return await run_async(self._wait_flow(uuid, timeout, statuses))
+
+    async def counts(self) -> dict[str, int]:
+        """Records per status."""
+        return await run_async(self._counts_flow())
+
+    async def list(self, status: str | None = None, task_name: str | None = None,
+                   limit: int = 50, offset: int = 0) -> list[Task]:
+        """Records, newest first, by status and/or task name."""
+        return await run_async(self._list_flow(status, task_name, limit, offset))
 
     async def start(self) -> None:
         await run_async(self._start_flow())

@@ -59,8 +59,16 @@ class _MemoryStorage(BaseStorage):
                 return None
             yield partial(waiter.wait, remaining)
 
-    def counts(self) -> dict[str, int]:
-        return self.store.counts()
+    def _counts(self) -> dict[str, int]:
+        return self.store.status_counts()
+
+    def _list(self, status: str | None, task_name: str | None, limit: int,
+              offset: int) -> list[dict[str, str]]:
+        records = [r for r in self.store.all_records()
+                   if (status is None or r.get("status") == status)
+                   and (task_name is None or r.get("task_name") == task_name)]
+        records.sort(key=lambda r: float(r.get("created_at", 0)), reverse=True)
+        return records[offset:offset + limit]
 
 
 class SyncMemoryStorage(_MemoryStorage, SyncStorage):
