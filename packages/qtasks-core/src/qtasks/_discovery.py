@@ -8,6 +8,7 @@ distributions at run time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cache
 
 # Python 3.10+ has the selection API (`group=`) in the stdlib, so no backport is needed;
@@ -99,6 +100,20 @@ def facade_getattr(module: str, group: str, name: str) -> Any:
         return load(group, name)
     except KeyError:
         raise AttributeError(f"module {module!r} has no attribute {name!r}") from None
+
+
+def facade(module: str, group: str, namespace: dict[str, Any]) -> tuple[
+        Callable[[str], Any], Callable[[], list[str]]]:
+    """PEP 562 `__getattr__` and `__dir__` for a facade package: names of installed components
+    resolve through `group`; `dir()` lists the module's own names and the installed ones."""
+
+    def getattr_(name: str) -> Any:
+        return facade_getattr(module, group, name)
+
+    def dir_() -> list[str]:
+        return sorted({*namespace, *names(group)})
+
+    return getattr_, dir_
 
 
 def scheme_of(url: str) -> str:

@@ -79,16 +79,7 @@ class QueueTasks(BaseQueueTasks):
         """`run_forever` for callers already in a loop."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        signals = 0
-
-        def on_signal() -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                stop.set()
-            else:
-                self.worker.force_stop()
-
+        on_signal = self._signal_handler(stop.set)
         installed = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:

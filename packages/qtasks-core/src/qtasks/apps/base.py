@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
@@ -226,6 +226,21 @@ class BaseQueueTasks(TaskRegistrar):
 
     def _stop_flow(self) -> Flow[None]:
         yield from self.plugins.flow("qtasks_stop", {"qtasks": self, "starter": self.starter})
+
+    def _signal_handler(self, first: Callable[[], None]) -> Callable[..., None]:
+        """SIGTERM/SIGINT policy: the first signal calls `first` (drain), any later one makes
+        the worker stop at once."""
+        received = 0
+
+        def on_signal(*_: Any) -> None:
+            nonlocal received
+            received += 1
+            if received == 1:
+                first()
+            else:
+                self.worker.force_stop()
+
+        return on_signal
 
     def _use_starter(self, starter: Any) -> None:
         if starter is not None and starter is not self.starter:

@@ -75,16 +75,7 @@ class QueueTasks(BaseQueueTasks):
                     reset_config: bool = True) -> None:
         """Run until SIGTERM or SIGINT: the first drains, a second stops at once."""
         stop = threading.Event()
-        signals = 0
-
-        def on_signal(signum: int, frame: Any) -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                stop.set()
-            else:
-                self.worker.force_stop()
-
+        on_signal = self._signal_handler(stop.set)
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):

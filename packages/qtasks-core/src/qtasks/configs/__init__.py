@@ -6,20 +6,10 @@ Names of installed components resolve through the entry-point group `qtasks.glob
 
 from __future__ import annotations
 
-from typing import Any
-
 from qtasks import _discovery
 from qtasks.configs.base import AsyncGlobalConfig, BaseGlobalConfig, SyncGlobalConfig
 from qtasks.configs.config import QueueConfig
 
 __all__ = ["AsyncGlobalConfig", "BaseGlobalConfig", "QueueConfig", "SyncGlobalConfig"]
 
-_GROUP = "qtasks.global_configs"
-
-
-def __getattr__(name: str) -> Any:
-    return _discovery.facade_getattr(__name__, _GROUP, name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_discovery.names(_GROUP)})
+__getattr__, __dir__ = _discovery.facade(__name__, "qtasks.global_configs", globals())

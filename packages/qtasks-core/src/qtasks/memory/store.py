@@ -71,10 +71,15 @@ class MemoryStore:
                 else:
                     self._push_ready(env)
                 created.append(True)
+        self._wake_consumers()
+        return created
+
+    def _wake_consumers(self) -> None:
+        """Wake every blocked claim (called after releasing the lock)."""
+        with self.lock:
             waiters, self.consumer_waiters = self.consumer_waiters, []
         for waiter in waiters:
             waiter.wake()
-        return created
 
     def _push_ready(self, env: Envelope) -> None:
         heap = self.ready.setdefault(env.queue, [])
@@ -165,9 +170,7 @@ class MemoryStore:
                 heapq.heappush(self.delayed, (eta, next(self._seq), task_id))
             else:
                 self._push_ready(env)
-            waiters, self.consumer_waiters = self.consumer_waiters, []
-        for waiter in waiters:
-            waiter.wake()
+        self._wake_consumers()
         return True
 
     def reap(self, max_recoveries: int) -> tuple[list[tuple[str, int]], list[DeadEntry]]:
@@ -193,9 +196,7 @@ class MemoryStore:
                     record["status"] = "new"
                 self._push_ready(env)
                 recovered.append((task_id, count))
-            waiters, self.consumer_waiters = self.consumer_waiters, []
-        for waiter in waiters:
-            waiter.wake()
+        self._wake_consumers()
         return recovered, dead
 
     def _dead_letter(self, task_id: str, reason: str, sample: str, name: str | None) -> DeadEntry:
@@ -363,9 +364,7 @@ class MemoryStore:
             record.pop("traceback", None)
             self.expires.pop(task_id, None)
             self._push_ready(env)
-            waiters, self.consumer_waiters = self.consumer_waiters, []
-        for waiter in waiters:
-            waiter.wake()
+        self._wake_consumers()
         return True
 
     def purge_dead(self, task_id: str | None) -> int:

@@ -6,8 +6,6 @@ resolve here too (`from qtasks.plugins import <name>`).
 
 from __future__ import annotations
 
-from typing import Any
-
 from qtasks import _discovery
 from qtasks.plugins.base import BasePlugin
 from qtasks.plugins.builtin.depends import DependsPlugin
@@ -17,12 +15,4 @@ from qtasks.plugins.manager import PluginHost
 
 __all__ = ["BasePlugin", "DependsPlugin", "PluginHost", "RetryPlugin", "StatePlugin"]
 
-_GROUP = "qtasks.plugins"
-
-
-def __getattr__(name: str) -> Any:
-    return _discovery.facade_getattr(__name__, _GROUP, name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_discovery.names(_GROUP)})
+__getattr__, __dir__ = _discovery.facade(__name__, "qtasks.plugins", globals())
