@@ -51,8 +51,13 @@ async def test_priority_order_with_concurrency_one(harness: Harness) -> None:
 async def test_retry_with_backoff_timing(harness: Harness) -> None:
     stamps: list[float] = []
 
-    @harness.task(name="flaky", retry=3, retry_backoff=0.05, retry_backoff_factor=2,
-                  retry_on_exc=[LookupError])
+    @harness.task(
+        name="flaky",
+        retry=3,
+        retry_backoff=0.05,
+        retry_backoff_factor=2,
+        retry_on_exc=[LookupError],
+    )
     def flaky() -> None:
         stamps.append(time.monotonic())
         raise KeyError("missing")  # a subclass of LookupError: matches
@@ -300,8 +305,7 @@ async def test_echo_context(harness: Harness) -> None:
 async def test_events_fire(harness: Harness) -> None:
     seen: list[str] = []
     for name in ("starting", "task_success", "task_error", "stopping"):
-        harness.app.events.on.__getattr__(name)()(
-            lambda name=name, **kw: seen.append(name))
+        harness.app.events.on.__getattr__(name)()(lambda name=name, **kw: seen.append(name))
 
     @harness.task(name="ok")
     def ok() -> None:

@@ -19,23 +19,29 @@ def test_defaults_match_the_original() -> None:
     assert config.result_statuses_end == ["success", "error", "cancel"]
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("max_tasks_process", 0, "at least 1"),
-    ("max_tasks_process", "10", "must be int"),
-    ("lease_timeout", -1.0, "positive"),
-    ("running_older_tasks", "yes", "must be bool"),
-    ("result_statuses_end", "success", "must be list"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_tasks_process", 0, "at least 1"),
+        ("max_tasks_process", "10", "must be int"),
+        ("lease_timeout", -1.0, "positive"),
+        ("running_older_tasks", "yes", "must be bool"),
+        ("result_statuses_end", "success", "must be list"),
+    ],
+)
 def test_wrong_values_fail_where_set(field: str, value: Any, message: str) -> None:
     config = QueueConfig()
     with pytest.raises(ConfigError, match=message):
         setattr(config, field, value)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("heartbeat_interval", 60.0, "below config.lease_timeout"),
-    ("block_timeout", 9.0, "below config.socket_timeout"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("heartbeat_interval", 60.0, "below config.lease_timeout"),
+        ("block_timeout", 9.0, "below config.socket_timeout"),
+    ],
+)
 def test_relations_are_checked_before_start(field: str, value: Any, message: str) -> None:
     from qtasks import QueueTasks
 

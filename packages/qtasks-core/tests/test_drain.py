@@ -15,12 +15,18 @@ import pytest
 APP = Path(__file__).resolve().parent / "drain_app.py"
 
 
-def start(kind: str, ledger: Path, seconds: float, count: int,
-          grace: float) -> subprocess.Popen[str]:
+def start(
+    kind: str, ledger: Path, seconds: float, count: int, grace: float
+) -> subprocess.Popen[str]:
     env = {**os.environ, "GRACE": str(grace)}
-    return subprocess.Popen([sys.executable, str(APP), kind, str(ledger), str(seconds), str(count)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, str(APP), kind, str(ledger), str(seconds), str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def wait_for_starts(ledger: Path, count: int, timeout: float = 10) -> None:

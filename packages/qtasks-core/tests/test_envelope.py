@@ -15,24 +15,39 @@ from qtasks.schemas.envelope import Envelope, decode, encode
 
 
 def test_round_trip() -> None:
-    env = Envelope(id="a", task="t", args=[1, "x"], kwargs={"k": [1.5]}, priority=-2, queue="q",
-                   eta=12.5, created_at=1.0, attempt=2, retry=1, parent="p",
-                   headers={"traceparent": "00-x"}, extra={"e": True})
+    env = Envelope(
+        id="a",
+        task="t",
+        args=[1, "x"],
+        kwargs={"k": [1.5]},
+        priority=-2,
+        queue="q",
+        eta=12.5,
+        created_at=1.0,
+        attempt=2,
+        retry=1,
+        parent="p",
+        headers={"traceparent": "00-x"},
+        extra={"e": True},
+    )
     assert decode(encode(env)) == env
 
 
-@pytest.mark.parametrize(("payload", "reason"), [
-    (b"\xff\xfe", "decode_error"),
-    (b'{"v": 1, "id": "a", "task": ', "decode_error"),
-    (b"[]", "invalid_schema"),
-    (b'{"v": 2, "id": "a", "task": "t"}', "invalid_schema"),
-    (b'{"v": 1, "id": 5, "task": "t"}', "invalid_schema"),
-    (b'{"v": 1, "id": "a", "task": "t", "priority": "high"}', "invalid_schema"),
-    (b'{"v": 1, "id": "a", "task": "t", "args": [NaN]}', "decode_error"),
-    (b'{"v": 1, "id": "a", "task": "t", "headers": {"x": 1}}', "invalid_schema"),
-    (pickle.dumps({"v": 1}), "decode_error"),
-    (b"[" * 100_000 + b"]" * 100_000, "invalid_schema"),
-])
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe", "decode_error"),
+        (b'{"v": 1, "id": "a", "task": ', "decode_error"),
+        (b"[]", "invalid_schema"),
+        (b'{"v": 2, "id": "a", "task": "t"}', "invalid_schema"),
+        (b'{"v": 1, "id": 5, "task": "t"}', "invalid_schema"),
+        (b'{"v": 1, "id": "a", "task": "t", "priority": "high"}', "invalid_schema"),
+        (b'{"v": 1, "id": "a", "task": "t", "args": [NaN]}', "decode_error"),
+        (b'{"v": 1, "id": "a", "task": "t", "headers": {"x": 1}}', "invalid_schema"),
+        (pickle.dumps({"v": 1}), "decode_error"),
+        (b"[" * 100_000 + b"]" * 100_000, "invalid_schema"),
+    ],
+)
 def test_malformed_input_is_a_typed_error(payload: bytes, reason: str) -> None:
     with pytest.raises(DecodeError) as info:
         decode(payload)
@@ -62,13 +77,33 @@ def test_fuzz_any_bytes_decode_or_raise_decode_error(data: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children) | st.dictionaries(st.text(), children), max_leaves=20)
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["v", "id", "task", "args", "kwargs", "priority", "eta",
-                                        "queue", "headers", "attempt", "retry", "extra"]),
-                       json_values))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "v",
+                "id",
+                "task",
+                "args",
+                "kwargs",
+                "priority",
+                "eta",
+                "queue",
+                "headers",
+                "attempt",
+                "retry",
+                "extra",
+            ]
+        ),
+        json_values,
+    )
+)
 def test_fuzz_json_objects_decode_or_raise_decode_error(obj: dict[str, object]) -> None:
     try:
         env = decode(json.dumps(obj).encode())

@@ -18,8 +18,14 @@ def test_core_components_resolve_through_the_facades() -> None:
     from qtasks.workers import AsyncWorker, SyncThreadWorker
 
     assert AsyncMemoryBroker.is_async and not SyncMemoryBroker.is_async
-    assert {AsyncMemoryGlobalConfig, SyncMemoryStorage, AsyncWorker, SyncThreadWorker,
-            AsyncStarter, SyncStarter}
+    assert {
+        AsyncMemoryGlobalConfig,
+        SyncMemoryStorage,
+        AsyncWorker,
+        SyncThreadWorker,
+        AsyncStarter,
+        SyncStarter,
+    }
     brokers = importlib.import_module("qtasks.brokers")
     assert {"AsyncMemoryBroker", "SyncMemoryBroker", "BaseBroker"} <= set(dir(brokers))
 
@@ -61,10 +67,13 @@ def test_flavour_mismatch_is_a_clear_error() -> None:
         QueueTasks(broker=AsyncMemoryBroker())
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("redis://:s3cret@localhost:6379/0", "redis://:***@localhost:6379/0"),
-    ("rediss://user:s3cret@h/2", "rediss://user:***@h/2"),
-    ("redis://localhost:6379/0", "redis://localhost:6379/0"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@localhost:6379/0", "redis://:***@localhost:6379/0"),
+        ("rediss://user:s3cret@h/2", "rediss://user:***@h/2"),
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+    ],
+)
 def test_urls_are_redacted(url: str, shown: str) -> None:
     assert _discovery.redact_url(url) == shown

@@ -114,8 +114,9 @@ def test_component_scoping() -> None:
     host.fire_sync("worker_start", worker=None)
     assert calls == ["storage_start"]
     with pytest.raises(ValueError, match="fired by worker, not broker"):
-        host.add_plugin(BasePlugin(), trigger_names=["task_executor_args_replace"],
-                        component="broker")
+        host.add_plugin(
+            BasePlugin(), trigger_names=["task_executor_args_replace"], component="broker"
+        )
     with pytest.raises(ValueError, match="unknown trigger"):
         host.add_plugin(BasePlugin(), trigger_names=["no_such_trigger"], component="worker")
     with pytest.raises(ValueError, match="component must be one of"):
@@ -189,15 +190,20 @@ def test_async_handler_on_sync_app_is_a_clear_error(caplog: pytest.LogCaptureFix
 def test_entry_point_autoload_switches(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     from qtasks.testing.distributions import fake_distribution
 
-    hooks = '''
+    hooks = """
 from qtasks import hookimpl
 
 @hookimpl
 def qtasks_add_task_before_broker(extra):
     return {"extra": {**extra, "fake": "loaded"}}
-'''
-    fake_distribution(monkeypatch, tmp_path, "qtasks-fake", {"qtasks_fake": hooks},
-                      {"qtasks.plugins": {"fake": "qtasks_fake"}})
+"""
+    fake_distribution(
+        monkeypatch,
+        tmp_path,
+        "qtasks-fake",
+        {"qtasks_fake": hooks},
+        {"qtasks.plugins": {"fake": "qtasks_fake"}},
+    )
 
     def extra_of(app_name: str) -> dict[str, Any]:
         app = make_app(app_name)
@@ -218,14 +224,33 @@ def qtasks_add_task_before_broker(extra):
     assert extra_of("ep-blocked") == {}
 
 
-def test_broken_entry_point_plugin_is_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_broken_entry_point_plugin_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     from qtasks.testing.distributions import fake_distribution
 
-    fake_distribution(monkeypatch, tmp_path, "qtasks-broken", {"qtasks_broken": "raise "
-                      "ImportError('missing dependency')\n"},
-                      {"qtasks.plugins": {"broken": "qtasks_broken"}})
+    fake_distribution(
+        monkeypatch,
+        tmp_path,
+        "qtasks-broken",
+        {"qtasks_broken": "raise ImportError('missing dependency')\n"},
+        {"qtasks.plugins": {"broken": "qtasks_broken"}},
+    )
     with caplog.at_level(logging.WARNING, logger="qtasks.plugins"):
         app = make_app("ep-broken")
     assert "broken" in caplog.text and "skipped" in caplog.text
     assert not app.plugins.pm.has_plugin("broken")
+
+
+def test_typed_trigger_families_match_the_hookspecs() -> None:
+    from typing import get_args
+
+    from qtasks import hookspecs
+    from qtasks.plugins.triggers import FAMILIES
+
+    declared: dict[str, set[str]] = {}
+    for name, component in hookspecs.TRIGGER_COMPONENT.items():
+        family = "executor" if name.startswith("task_executor_") else component
+        declared.setdefault(family, set()).add(name)
+    typed = {family: set(get_args(alias)) for family, alias in FAMILIES.items()}
+    assert {k: v for k, v in typed.items() if v} == declared

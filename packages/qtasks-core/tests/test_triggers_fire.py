@@ -80,8 +80,14 @@ def test_every_core_trigger_fires() -> None:
         time.sleep(0.02)
 
     with app:
-        for name, args in (("ok", (1,)), ("gen", ()), ("fails", ()), ("plugin_error", ()),
-                           ("quits", ()), ("os.system", ("echo",))):
+        for name, args in (
+            ("ok", (1,)),
+            ("gen", ()),
+            ("fails", ()),
+            ("plugin_error", ()),
+            ("quits", ()),
+            ("os.system", ("echo",)),
+        ):
             assert app.add_task(name, *args, timeout=5) is not None, name
         assert app.wait(orphan.uuid, 5) is not None
         held = app.add_task("holds")

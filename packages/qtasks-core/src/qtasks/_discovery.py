@@ -52,8 +52,13 @@ def entry_points(group: str) -> tuple[EntryPoint, ...]:
     for ep in _entry_points(group=group):
         if ep.name in seen:
             if seen[ep.name].value != ep.value:
-                log.warning("entry point %s:%s registered twice (%s, %s); using the first",
-                            group, ep.name, seen[ep.name].value, ep.value)
+                log.warning(
+                    "entry point %s:%s registered twice (%s, %s); using the first",
+                    group,
+                    ep.name,
+                    seen[ep.name].value,
+                    ep.value,
+                )
             continue
         seen[ep.name] = ep
     return tuple(seen.values())
@@ -102,8 +107,9 @@ def facade_getattr(module: str, group: str, name: str) -> Any:
         raise AttributeError(f"module {module!r} has no attribute {name!r}") from None
 
 
-def facade(module: str, group: str, namespace: dict[str, Any]) -> tuple[
-        Callable[[str], Any], Callable[[], list[str]]]:
+def facade(
+    module: str, group: str, namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """PEP 562 `__getattr__` and `__dir__` for a facade package: names of installed components
     resolve through `group`; `dir()` lists the module's own names and the installed ones."""
 

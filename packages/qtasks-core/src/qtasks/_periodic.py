@@ -12,8 +12,9 @@ log = logging.getLogger("qtasks.periodic")
 
 
 class ThreadPeriodic:
-    def __init__(self, name: str, interval: Callable[[], float],
-                 func: Callable[[], object]) -> None:
+    def __init__(
+        self, name: str, interval: Callable[[], float], func: Callable[[], object]
+    ) -> None:
         self._stop = threading.Event()
         self._interval = interval
         self._func = func
@@ -36,8 +37,9 @@ class ThreadPeriodic:
 
 
 class AsyncPeriodic:
-    def __init__(self, name: str, interval: Callable[[], float],
-                 func: Callable[[], Awaitable[object]]) -> None:
+    def __init__(
+        self, name: str, interval: Callable[[], float], func: Callable[[], Awaitable[object]]
+    ) -> None:
         self._name = name
         self._interval = interval
         self._func = func

@@ -34,8 +34,9 @@ class DaemonThreadPool(Executor):
                 raise RuntimeError("cannot submit after shutdown")
             self._queue.put((future, fn, args, kwargs))
             if self._idle == 0 and len(self._threads) < self._max:
-                thread = threading.Thread(target=self._work, daemon=True,
-                                          name=f"{self._prefix}-{len(self._threads)}")
+                thread = threading.Thread(
+                    target=self._work, daemon=True, name=f"{self._prefix}-{len(self._threads)}"
+                )
                 self._threads.append(thread)
                 thread.start()
             else:

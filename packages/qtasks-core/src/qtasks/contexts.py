@@ -18,9 +18,15 @@ current_context: ContextVar[Context | None] = ContextVar("qtasks_context", defau
 
 
 class Context:
-    def __init__(self, task_name: str, task_uuid: str, app: Any,
-                 generate_handler: Any = None, is_async: bool = False,
-                 attempt: int = 0) -> None:
+    def __init__(
+        self,
+        task_name: str,
+        task_uuid: str,
+        app: Any,
+        generate_handler: Any = None,
+        is_async: bool = False,
+        attempt: int = 0,
+    ) -> None:
         self.task_name = task_name
         self.task_uuid = task_uuid
         self.generate_handler = generate_handler

@@ -60,8 +60,14 @@ def _line(task: Task, started: float) -> str:
 
 async def run(out: Any = sys.stdout) -> int:
     app = build_app()
-    calls = [("greet", ("world",)), ("fib", (30,)), ("squares", (5,)), ("flaky", ("job-1",)),
-             ("urgent", ()), ("greet", ("qtasks",))]
+    calls = [
+        ("greet", ("world",)),
+        ("fib", (30,)),
+        ("squares", (5,)),
+        ("flaky", ("job-1",)),
+        ("urgent", ()),
+        ("greet", ("qtasks",)),
+    ]
     started = time.monotonic()
     tasks = await app.add_tasks([(name, args) for name, args in calls])
     print(f"enqueued {len(tasks)} tasks in memory; starting a worker", file=out)

@@ -13,8 +13,17 @@ from typing import Any
 
 from qtasks._drive import Flow
 
-EVENT_NAMES = ("starting", "stopping", "worker_running", "worker_stopping", "task_running",
-               "task_stopping", "task_success", "task_error", "task_cancel")
+EVENT_NAMES = (
+    "starting",
+    "stopping",
+    "worker_running",
+    "worker_stopping",
+    "task_running",
+    "task_stopping",
+    "task_success",
+    "task_error",
+    "task_cancel",
+)
 log = logging.getLogger("qtasks.events")
 Callback = Callable[..., Any]
 

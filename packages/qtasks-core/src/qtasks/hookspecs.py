@@ -55,8 +55,15 @@ def trigger(component: str, replaces: tuple[str, ...] = ()) -> Callable[[F], F]:
 # =============================================================================================
 @trigger("app", replaces=("task_name", "priority", "extra", "args", "kw", "headers", "eta"))
 def qtasks_add_task_before_broker(
-    qtasks: Any, broker: Any, task_name: str, priority: int, args: tuple[Any, ...],
-    kw: dict[str, Any], extra: dict[str, Any], headers: dict[str, str], eta: float | None,
+    qtasks: Any,
+    broker: Any,
+    task_name: str,
+    priority: int,
+    args: tuple[Any, ...],
+    kw: dict[str, Any],
+    extra: dict[str, Any],
+    headers: dict[str, str],
+    eta: float | None,
 ) -> dict[str, Any] | None:
     """`app.add_task`, after validation and before the broker is called.
 
@@ -67,8 +74,13 @@ def qtasks_add_task_before_broker(
 
 @trigger("app")
 def qtasks_add_task_after_broker(
-    qtasks: Any, broker: Any, task_name: str, priority: int, args: tuple[Any, ...],
-    kwargs: dict[str, Any], task: Task,
+    qtasks: Any,
+    broker: Any,
+    task_name: str,
+    priority: int,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    task: Task,
 ) -> None:
     """`app.add_task`, after the broker accepted the task (`task` is its `new` record)."""
 
@@ -106,12 +118,16 @@ def broker_listen_start(broker: Any, worker: Any) -> None:
     """The broker's consume loop starts for `worker`."""
 
 
-@trigger(
-    "broker", replaces=("task_name", "uuid", "priority", "args", "kw", "created_at")
-)
+@trigger("broker", replaces=("task_name", "uuid", "priority", "args", "kw", "created_at"))
 def broker_add_worker(
-    broker: Any, worker: Any, task_name: str, uuid: str, priority: int, args: list[Any],
-    kw: dict[str, Any], created_at: float,
+    broker: Any,
+    worker: Any,
+    task_name: str,
+    uuid: str,
+    priority: int,
+    args: list[Any],
+    kw: dict[str, Any],
+    created_at: float,
 ) -> dict[str, Any] | None:
     """Each claimed task, before it is handed to the worker. Returned keys replace the task's."""
 
@@ -216,12 +232,16 @@ def storage_add_process(storage: Any, task_data: Task, priority: int) -> dict[st
     """A task is recorded as running (status `process`); fixed in 2.0 to pass the record."""
 
 
-@trigger(
-    "storage", replaces=("task_name", "uuid", "priority", "created_at", "args", "kw")
-)
+@trigger("storage", replaces=("task_name", "uuid", "priority", "created_at", "args", "kw"))
 def storage_running_older_tasks(
-    storage: Any, worker: Any, task_name: str, uuid: str, priority: int, created_at: float,
-    args: list[Any], kw: dict[str, Any],
+    storage: Any,
+    worker: Any,
+    task_name: str,
+    uuid: str,
+    priority: int,
+    created_at: float,
+    args: list[Any],
+    kw: dict[str, Any],
 ) -> dict[str, Any] | None:
     """Each task found with a lapsed lease at start-up recovery; fixed in 2.0 to pass its data."""
 
@@ -283,7 +303,12 @@ def global_config_set_status(global_config: Any) -> None:
 # =============================================================================================
 @trigger("worker", replaces=("task_name", "uuid", "priority", "args", "kw", "created_at"))
 def worker_add(
-    worker: Any, task_name: str, uuid: str, priority: int, args: list[Any], kw: dict[str, Any],
+    worker: Any,
+    task_name: str,
+    uuid: str,
+    priority: int,
+    args: list[Any],
+    kw: dict[str, Any],
     created_at: float,
 ) -> dict[str, Any] | None:
     """`worker.add(...)`: a claimed task enters the worker's local queue (1.7 read `name`)."""
@@ -310,8 +335,13 @@ def worker_run_task_before(
 
 @trigger("worker", replaces=("model",))
 def worker_task_error_retry(
-    worker: Any, broker: Any, task_func: Any, task_broker: Envelope, trace: str,
-    exception: BaseException, model: Task,
+    worker: Any,
+    broker: Any,
+    task_func: Any,
+    task_broker: Envelope,
+    trace: str,
+    exception: BaseException,
+    model: Task,
 ) -> dict[str, Any] | None:
     """A task with `retry` left raised an exception matching `retry_on_exc`. The built-in retry
     plugin enqueues the next attempt and returns `{"model": <record with status retry>}`."""
@@ -451,8 +481,14 @@ def timer_stop(timer: Any) -> None:
 
 @trigger("timer", replaces=("task_name", "priority", "args", "kw"))
 def timer_add_task_before(
-    timer: Any, schedule_id: str, task_name: str, priority: int | None, args: tuple[Any, ...],
-    kw: dict[str, Any], trigger: Any, run_time: Any,
+    timer: Any,
+    schedule_id: str,
+    task_name: str,
+    priority: int | None,
+    args: tuple[Any, ...],
+    kw: dict[str, Any],
+    trigger: Any,
+    run_time: Any,
 ) -> dict[str, Any] | None:
     """A scheduled tick, after this timer won the tick's claim (so it fires once per tick across
     every timer process) and before the app enqueues it. `trigger` is the APScheduler trigger,

@@ -21,24 +21,40 @@ class InspectStats:
     def _task_info(self, name: str) -> dict[str, Any]:
         definition = self._app.tasks[name]
         params = list(definition.public_signature.parameters)
-        return {"name": name, "priority": definition.priority,
-                "description": definition.description, "tags": definition.tags or [],
-                "awaiting": definition.awaiting, "generating": definition.generating,
-                "echo": definition.echo, "max_time": definition.max_time,
-                "retry": definition.retry, "queue": definition.queue, "args": params}
+        return {
+            "name": name,
+            "priority": definition.priority,
+            "description": definition.description,
+            "tags": definition.tags or [],
+            "awaiting": definition.awaiting,
+            "generating": definition.generating,
+            "echo": definition.echo,
+            "max_time": definition.max_time,
+            "retry": definition.retry,
+            "queue": definition.queue,
+            "args": params,
+        }
 
     def app(self, json: bool = False) -> str:
         app = self._app
-        info = {"name": app.name, "version": app.version,
-                "method": "async" if app.is_async else "sync",
-                "tasks": len(app.tasks), "routers": len(app.routers),
-                "plugins": [name for name, _ in app.plugins.pm.list_name_plugin()],
-                "broker": type(app.broker).__name__, "worker": type(app.worker).__name__,
-                "storage": type(app.broker.storage).__name__,
-                "global_config": type(app.broker.storage.global_config).__name__,
-                "starter": type(app.starter).__name__,
-                "config": {k: v for k, v in vars(app.config).items()
-                           if not k.startswith("_") and not callable(v)}}
+        info = {
+            "name": app.name,
+            "version": app.version,
+            "method": "async" if app.is_async else "sync",
+            "tasks": len(app.tasks),
+            "routers": len(app.routers),
+            "plugins": [name for name, _ in app.plugins.pm.list_name_plugin()],
+            "broker": type(app.broker).__name__,
+            "worker": type(app.worker).__name__,
+            "storage": type(app.broker.storage).__name__,
+            "global_config": type(app.broker.storage.global_config).__name__,
+            "starter": type(app.starter).__name__,
+            "config": {
+                k: v
+                for k, v in vars(app.config).items()
+                if not k.startswith("_") and not callable(v)
+            },
+        }
         return _render(info, json)
 
     def tasks(self, *names: str, json: bool = False) -> str:
@@ -67,7 +83,7 @@ class _Stats:
         self.plugins = plugins if plugins is not None else app.plugins
 
     def _inspect_flow(self) -> Flow[InspectStats]:
-        yield from self.plugins.flow("stats_inspect", {"stats": self})
+        yield from self.plugins.stats("stats_inspect", stats=self)
         return InspectStats(self.app)
 
 

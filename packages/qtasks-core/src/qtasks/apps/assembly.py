@@ -27,8 +27,9 @@ def choose_broker_url(broker_url: str | None) -> str:
     return "memory://"
 
 
-def build_broker(name: str, is_async: bool, broker_url: str | None, storage_url: str | None,
-                 global_config: Any) -> Any:
+def build_broker(
+    name: str, is_async: bool, broker_url: str | None, storage_url: str | None, global_config: Any
+) -> Any:
     url = choose_broker_url(broker_url)
     broker_cls = _discovery.component_for_url("qtasks.brokers", url, is_async)
     storage = None
@@ -39,14 +40,14 @@ def build_broker(name: str, is_async: bool, broker_url: str | None, storage_url:
 
 
 def build_worker(name: str, is_async: bool, broker: Any) -> Any:
-    worker_cls = _discovery.load("qtasks.workers",
-                                 "AsyncWorker" if is_async else "SyncThreadWorker")
+    worker_cls = _discovery.load(
+        "qtasks.workers", "AsyncWorker" if is_async else "SyncThreadWorker"
+    )
     return worker_cls(name=name, broker=broker)
 
 
 def build_starter(name: str, is_async: bool, broker: Any, worker: Any) -> Any:
-    starter_cls = _discovery.load("qtasks.starters",
-                                  "AsyncStarter" if is_async else "SyncStarter")
+    starter_cls = _discovery.load("qtasks.starters", "AsyncStarter" if is_async else "SyncStarter")
     return starter_cls(name=name, broker=broker, worker=worker)
 
 
@@ -57,4 +58,5 @@ def check_flavour(app_is_async: bool, **components: Any) -> None:
             raise ConfigError(
                 f"{role} {type(component).__name__} does not fit the {flavour} QueueTasks; use "
                 f"{'qtasks.asyncio.QueueTasks' if not app_is_async else 'qtasks.QueueTasks'} "
-                "or the other flavour of the component")
+                "or the other flavour of the component"
+            )

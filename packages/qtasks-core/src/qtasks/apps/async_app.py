@@ -19,18 +19,30 @@ class QueueTasks(BaseQueueTasks):
 
     is_async: ClassVar[bool] = True
 
-    async def add_task(self, task_name: str, *args: Any, priority: int | None = None,
-                       timeout: float | None = None, **kwargs: Any) -> Task | None:
+    async def add_task(
+        self,
+        task_name: str,
+        *args: Any,
+        priority: int | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Task | None:
         """Enqueue `task_name(*args, **kwargs)`; with `timeout`, wait for its final record
         (following retries) and return it, or None on timeout."""
         return await run_async(self._enqueue_flow(task_name, args, kwargs, priority, timeout))
 
-    async def enqueue(self, task_name: str, args: tuple[Any, ...] = (),
-                      kwargs: dict[str, Any] | None = None, **options: Any) -> Task | None:
+    async def enqueue(
+        self,
+        task_name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Task | None:
         """Enqueue with options (`priority`, `timeout`, `eta`, `delay`, `queue`, `extra`,
         `headers`), without reserving keyword names of the task."""
-        return await run_async(self._enqueue_flow(task_name, tuple(args), dict(kwargs or {}),
-                                                  **options))
+        return await run_async(
+            self._enqueue_flow(task_name, tuple(args), dict(kwargs or {}), **options)
+        )
 
     async def add_tasks(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> list[Task]:
         """Bulk enqueue in one broker round trip."""
@@ -67,8 +79,13 @@ class QueueTasks(BaseQueueTasks):
         await run_async(self._stop_flow())
         await self.starter.stop(grace, plugins=self.plugins.base_plugins)
 
-    def run_forever(self, starter: Any = None, num_workers: int = 4, reset_config: bool = True,
-                    loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def run_forever(
+        self,
+        starter: Any = None,
+        num_workers: int = 4,
+        reset_config: bool = True,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         """Run until SIGTERM or SIGINT (the first drains, a second stops at once)."""
         if loop is not None:
             loop.run_until_complete(self.serve(starter, num_workers))
@@ -99,6 +116,10 @@ class QueueTasks(BaseQueueTasks):
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()

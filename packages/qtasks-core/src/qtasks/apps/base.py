@@ -55,16 +55,21 @@ class BaseQueueTasks(TaskRegistrar):
         self.log = log if log is not None else logging.getLogger(f"qtasks.app.{name}")
         self.events = events if events is not None else Events()
         self.plugins = PluginHost()
-        for plugin, label in ((RetryPlugin(), "qtasks.retry"), (DependsPlugin(), "qtasks.depends"),
-                              (StatePlugin(), "qtasks.state")):
+        for plugin, label in (
+            (RetryPlugin(), "qtasks.retry"),
+            (DependsPlugin(), "qtasks.depends"),
+            (StatePlugin(), "qtasks.state"),
+        ):
             self.plugins.add_plugin(plugin, name=label)
         if load_entry_points:
             self.plugins.load_entry_points()
-        assembly.check_flavour(self.is_async, broker=broker, worker=worker,
-                               global_config=global_config)
+        assembly.check_flavour(
+            self.is_async, broker=broker, worker=worker, global_config=global_config
+        )
         if broker is None:
-            broker = assembly.build_broker(name, self.is_async, broker_url, storage_url,
-                                           global_config)
+            broker = assembly.build_broker(
+                name, self.is_async, broker_url, storage_url, global_config
+            )
         elif global_config is not None:
             broker.storage.global_config = global_config
         if worker is None:
@@ -112,8 +117,9 @@ class BaseQueueTasks(TaskRegistrar):
             self.handles[name] = handle
         self.routers.append(router)
 
-    def add_plugin(self, plugin: Any, trigger_names: list[str] | None = None,
-                   component: str | None = None) -> None:
+    def add_plugin(
+        self, plugin: Any, trigger_names: list[str] | None = None, component: str | None = None
+    ) -> None:
         """Register a `BasePlugin` for `component`'s triggers (or `trigger_names`), or an object
         or module of `@hookimpl` functions. Every component of this app shares one host."""
         self.plugins.add_plugin(plugin, trigger_names, component)
@@ -126,48 +132,82 @@ class BaseQueueTasks(TaskRegistrar):
 
     # -- flows ----------------------------------------------------------------------------------
     def _envelope_flow(
-        self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-        priority: int | None, eta: float | None, queue: str | None,
-        extra: dict[str, Any] | None, headers: dict[str, str] | None,
+        self,
+        task_name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int | None,
+        eta: float | None,
+        queue: str | None,
+        extra: dict[str, Any] | None,
+        headers: dict[str, str] | None,
     ) -> Flow[Envelope]:
         definition = self.tasks.get(task_name)
         if definition is None:
             if self.tasks and not self.config.enqueue_unknown_tasks:
                 raise UnknownTaskError(
                     f"task {task_name!r} is not registered in app {self.name!r} "
-                    "(set config.enqueue_unknown_tasks to enqueue tasks defined elsewhere)")
+                    "(set config.enqueue_unknown_tasks to enqueue tasks defined elsewhere)"
+                )
         else:
             definition.check_arguments(args, kwargs)
         if priority is None:
             priority = definition.priority if definition else self.config.task_default_priority
         values: dict[str, Any] = {
-            "task_name": task_name, "priority": priority, "args": args, "kw": kwargs,
-            "extra": dict(extra or {}), "headers": dict(headers or {}), "eta": eta}
+            "task_name": task_name,
+            "priority": priority,
+            "args": args,
+            "kw": kwargs,
+            "extra": dict(extra or {}),
+            "headers": dict(headers or {}),
+            "eta": eta,
+        }
         if self.plugins.wants("qtasks_add_task_before_broker"):
-            values = yield from self.plugins.flow(
-                "qtasks_add_task_before_broker", {"qtasks": self, "broker": self.broker, **values})
+            values = yield from self.plugins.app(
+                "qtasks_add_task_before_broker", **{"qtasks": self, "broker": self.broker, **values}
+            )
         return self.broker.make_envelope(
-            values["task_name"], values["priority"], values["extra"], values["args"],
-            values["kw"], eta=values["eta"], headers=values["headers"],
+            values["task_name"],
+            values["priority"],
+            values["extra"],
+            values["args"],
+            values["kw"],
+            eta=values["eta"],
+            headers=values["headers"],
             queue=queue or (definition.queue if definition else None),
-            retry=definition.retry if definition else None)
+            retry=definition.retry if definition else None,
+        )
 
     def _enqueue_flow(
-        self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-        priority: int | None = None, timeout: float | None = None, eta: float | None = None,
-        delay: float | None = None, queue: str | None = None,
-        extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+        self,
+        task_name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int | None = None,
+        timeout: float | None = None,
+        eta: float | None = None,
+        delay: float | None = None,
+        queue: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Flow[Task | None]:
         if delay is not None:
             eta = time.time() + delay
-        env = yield from self._envelope_flow(task_name, args, kwargs, priority, eta, queue,
-                                             extra, headers)
+        env = yield from self._envelope_flow(
+            task_name, args, kwargs, priority, eta, queue, extra, headers
+        )
         task = yield from self.broker._add_flow(env)
         if self.plugins.wants("qtasks_add_task_after_broker"):
-            yield from self.plugins.flow("qtasks_add_task_after_broker", {
-                "qtasks": self, "broker": self.broker, "task_name": env.task,
-                "priority": env.priority, "args": tuple(env.args), "kwargs": env.kwargs,
-                "task": task})
+            yield from self.plugins.app(
+                "qtasks_add_task_after_broker",
+                qtasks=self,
+                broker=self.broker,
+                task_name=env.task,
+                priority=env.priority,
+                args=tuple(env.args),
+                kwargs=env.kwargs,
+                task=task,
+            )
         if timeout is not None:
             return (yield from self._wait_flow(str(task.uuid), timeout))
         return task
@@ -179,9 +219,10 @@ class BaseQueueTasks(TaskRegistrar):
                 name, args, kwargs, priority = call.task_name, call.args, call.kwargs, call.priority
             else:
                 defaults: tuple[Any, ...] = (None, (), {}, None)
-                name, args, kwargs, priority = (*call, *defaults[len(call):])
-            env = yield from self._envelope_flow(name, tuple(args), dict(kwargs), priority, None,
-                                                 None, None, None)
+                name, args, kwargs, priority = (*call, *defaults[len(call) :])
+            env = yield from self._envelope_flow(
+                name, tuple(args), dict(kwargs), priority, None, None, None, None
+            )
             envelopes.append(env)
         return (yield from self.broker._add_many_flow(envelopes))
 
@@ -191,8 +232,7 @@ class BaseQueueTasks(TaskRegistrar):
         statuses = frozenset(self.config.result_statuses_end) | {"retry"}
         while True:
             remaining = max(0.0, deadline - time.monotonic())
-            task: Task | None = yield from self.broker.storage._wait_flow(uuid, remaining,
-                                                                          statuses)
+            task: Task | None = yield from self.broker.storage._wait_flow(uuid, remaining, statuses)
             if task is None:
                 return None
             if task.status == "retry" and task.retry_child_uuid:
@@ -203,29 +243,32 @@ class BaseQueueTasks(TaskRegistrar):
     def _get_flow(self, uuid: str) -> Flow[Task | None]:
         task: Task | None = yield from self.broker._get_flow(str(uuid))
         if self.plugins.wants("qtasks_get"):
-            task = (yield from self.plugins.flow(
-                "qtasks_get", {"qtasks": self, "broker": self.broker, "task": task}))["task"]
+            task = (
+                yield from self.plugins.app(
+                    "qtasks_get", qtasks=self, broker=self.broker, task=task
+                )
+            )["task"]
         return task
 
     def _cancel_flow(self, uuid: str, reason: str | None) -> Flow[str]:
-        yield from self.plugins.flow("qtasks_cancel", {"qtasks": self, "broker": self.broker,
-                                                       "uuid": str(uuid), "reason": reason})
+        yield from self.plugins.app(
+            "qtasks_cancel", qtasks=self, broker=self.broker, uuid=str(uuid), reason=reason
+        )
         return (yield from self.broker._cancel_flow(str(uuid), reason))
 
     def _ping_flow(self, server: bool) -> Flow[bool]:
         global_config = self.broker.storage.global_config
-        yield from self.plugins.flow("qtasks_ping", {"qtasks": self,
-                                                     "global_config": global_config})
+        yield from self.plugins.app("qtasks_ping", qtasks=self, global_config=global_config)
         if not server or global_config is None:
             return True
         return bool((yield global_config.is_running))
 
     def _flush_flow(self) -> Flow[None]:
-        yield from self.plugins.flow("qtasks_flush_all", {"qtasks": self, "broker": self.broker})
+        yield from self.plugins.app("qtasks_flush_all", qtasks=self, broker=self.broker)
         yield from self.broker._flush_flow()
 
     def _stop_flow(self) -> Flow[None]:
-        yield from self.plugins.flow("qtasks_stop", {"qtasks": self, "starter": self.starter})
+        yield from self.plugins.app("qtasks_stop", qtasks=self, starter=self.starter)
 
     def _signal_handler(self, first: Callable[[], None]) -> Callable[..., None]:
         """SIGTERM/SIGINT policy: the first signal calls `first` (drain), any later one makes
@@ -255,4 +298,3 @@ class BaseQueueTasks(TaskRegistrar):
 
     async def _wait_async(self, uuid: str, timeout: float) -> Task | None:
         raise NotImplementedError
-

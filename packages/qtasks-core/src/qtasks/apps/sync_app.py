@@ -20,14 +20,25 @@ class QueueTasks(BaseQueueTasks):
 
     is_async: ClassVar[bool] = False
 
-    def add_task(self, task_name: str, *args: Any, priority: int | None = None,
-                 timeout: float | None = None, **kwargs: Any) -> Task | None:
+    def add_task(
+        self,
+        task_name: str,
+        *args: Any,
+        priority: int | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Task | None:
         """Enqueue `task_name(*args, **kwargs)`; with `timeout`, wait for its final record
         (following retries) and return it, or None on timeout."""
         return run_sync(self._enqueue_flow(task_name, args, kwargs, priority, timeout))
 
-    def enqueue(self, task_name: str, args: tuple[Any, ...] = (),
-                kwargs: dict[str, Any] | None = None, **options: Any) -> Task | None:
+    def enqueue(
+        self,
+        task_name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Task | None:
         """Enqueue with options (`priority`, `timeout`, `eta` epoch seconds, `delay` seconds,
         `queue`, `extra`, `headers`), without reserving keyword names of the task."""
         return run_sync(self._enqueue_flow(task_name, tuple(args), dict(kwargs or {}), **options))
@@ -71,8 +82,9 @@ class QueueTasks(BaseQueueTasks):
         run_sync(self._stop_flow())
         self.starter.stop(grace, plugins=self.plugins.base_plugins)
 
-    def run_forever(self, starter: Any = None, num_workers: int = 4,
-                    reset_config: bool = True) -> None:
+    def run_forever(
+        self, starter: Any = None, num_workers: int = 4, reset_config: bool = True
+    ) -> None:
         """Run until SIGTERM or SIGINT: the first drains, a second stops at once."""
         stop = threading.Event()
         on_signal = self._signal_handler(stop.set)
@@ -92,6 +104,10 @@ class QueueTasks(BaseQueueTasks):
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from qtasks._drive import Flow
 from qtasks.plugins.manager import PluginHost
 
 if TYPE_CHECKING:
@@ -54,9 +53,6 @@ class Component:
         self.update_config(config)
         if events is not None:
             self.events = events
-
-    def _trigger(self, trigger: str, /, **kwargs: Any) -> Flow[dict[str, Any]]:
-        return self.plugins.flow(trigger, kwargs)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"

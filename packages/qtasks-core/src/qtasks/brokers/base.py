@@ -42,8 +42,13 @@ class BaseBroker(Component):
     component: ClassVar[str] = "broker"
     url_schemes: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, name: str = "QueueTasks", url: str | None = None,
-                 storage: BaseStorage | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str = "QueueTasks",
+        url: str | None = None,
+        storage: BaseStorage | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name=name, **kwargs)
         self.url = url
         self.storage: Any = storage if storage is not None else self._default_storage()
@@ -91,8 +96,9 @@ class BaseBroker(Component):
         """Cancel: 'cancelled' (was queued), 'signalled' (running), 'final' or 'unknown'."""
 
     @abstractmethod
-    def _dead_letter(self, delivery: Delivery, reason: str, sample: str,
-                     mapping: dict[str, str] | None) -> Any:
+    def _dead_letter(
+        self, delivery: Delivery, reason: str, sample: str, mapping: dict[str, str] | None
+    ) -> Any:
         """Move a claimed task to the dead-letter set (with its final record). -> bool"""
 
     @abstractmethod
@@ -133,17 +139,35 @@ class BaseBroker(Component):
 
     # -- shared flows ---------------------------------------------------------------------------
     def make_envelope(
-        self, task_name: str, priority: int = 0, extra: dict[str, Any] | None = None,
-        args: tuple[Any, ...] | list[Any] | None = None, kwargs: dict[str, Any] | None = None,
-        *, uuid: str | None = None, eta: float | None = None, queue: str | None = None,
-        headers: dict[str, str] | None = None, attempt: int = 0, retry: int | None = None,
+        self,
+        task_name: str,
+        priority: int = 0,
+        extra: dict[str, Any] | None = None,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        uuid: str | None = None,
+        eta: float | None = None,
+        queue: str | None = None,
+        headers: dict[str, str] | None = None,
+        attempt: int = 0,
+        retry: int | None = None,
         parent: str | None = None,
     ) -> Envelope:
         return Envelope(
-            id=uuid or str(uuidlib.uuid4()), task=task_name, args=list(args or ()),
-            kwargs=dict(kwargs or {}), priority=priority, queue=queue or "default", eta=eta,
-            created_at=time.time(), attempt=attempt, retry=retry, parent=parent,
-            headers=dict(headers or {}), extra=dict(extra or {}),
+            id=uuid or str(uuidlib.uuid4()),
+            task=task_name,
+            args=list(args or ()),
+            kwargs=dict(kwargs or {}),
+            priority=priority,
+            queue=queue or "default",
+            eta=eta,
+            created_at=time.time(),
+            attempt=attempt,
+            retry=retry,
+            parent=parent,
+            headers=dict(headers or {}),
+            extra=dict(extra or {}),
         )
 
     def _add_many_flow(self, envelopes: list[Envelope]) -> Flow[list[Task]]:
@@ -151,15 +175,19 @@ class BaseBroker(Component):
         for env in envelopes:
             payload = encode(env, self.config.max_payload_bytes)  # typed error, nothing written
             model = new_record(env)
-            model = (yield from self._trigger("broker_add_before", broker=self,
-                                              storage=self.storage, model=model))["model"]
+            model = (
+                yield from self.plugins.broker(
+                    "broker_add_before", broker=self, storage=self.storage, model=model
+                )
+            )["model"]
             _, model = yield from self.storage.prepare_add(env.id, model)
             model._app = self.storage.app
             items.append((env, payload, model))
         yield partial(self._enqueue, items)
         for _, _, model in items:
-            yield from self._trigger("broker_add_after", broker=self, storage=self.storage,
-                                     model=model)
+            yield from self.plugins.broker(
+                "broker_add_after", broker=self, storage=self.storage, model=model
+            )
         return [model for _, _, model in items]
 
     def _add_flow(self, envelope: Envelope) -> Flow[Task]:
@@ -168,16 +196,19 @@ class BaseBroker(Component):
     def _get_flow(self, uuid: str) -> Flow[Task | None]:
         task: Task | None = yield from self.storage._get_flow(uuid)
         if self.plugins.wants("broker_get"):
-            task = (yield from self._trigger("broker_get", broker=self, task=task))["task"]
+            task = (yield from self.plugins.broker("broker_get", broker=self, task=task))["task"]
         return task
 
     def _update_flow(self, kwargs: dict[str, Any]) -> Flow[None]:
-        kwargs = (yield from self._trigger("broker_update", broker=self, kw=kwargs))["kw"]
+        kwargs = (yield from self.plugins.broker("broker_update", broker=self, kw=kwargs))["kw"]
         yield from self.storage._update_flow(kwargs)
 
     def _finish_flow(self, delivery: Delivery, model: Task) -> Flow[bool]:
-        model = (yield from self._trigger("broker_remove_finished_task", broker=self,
-                                          storage=self.storage, model=model))["model"]
+        model = (
+            yield from self.plugins.broker(
+                "broker_remove_finished_task", broker=self, storage=self.storage, model=model
+            )
+        )["model"]
         done = bool((yield partial(self._finish, delivery, to_mapping(model))))
         if done:
             yield from self.storage._remove_finished_flow(delivery.envelope, model)
@@ -186,13 +217,19 @@ class BaseBroker(Component):
     def _requeue_flow(self, delivery: Delivery, eta: float | None) -> Flow[bool]:
         return bool((yield partial(self._requeue, delivery, eta)))
 
-    def _dead_letter_flow(self, delivery: Delivery, reason: str, sample: str,
-                          model: Task | None) -> Flow[bool]:
+    def _dead_letter_flow(
+        self, delivery: Delivery, reason: str, sample: str, model: Task | None
+    ) -> Flow[bool]:
         mapping = None if model is None else to_mapping(model)
         done = bool((yield partial(self._dead_letter, delivery, reason, sample, mapping)))
         if done:
-            yield from self._trigger("broker_task_dead", broker=self, uuid=delivery.envelope.id,
-                                     reason=reason, sample=sample)
+            yield from self.plugins.broker(
+                "broker_task_dead",
+                broker=self,
+                uuid=delivery.envelope.id,
+                reason=reason,
+                sample=sample,
+            )
         return done
 
     def _reap_flow(self) -> Flow[int]:
@@ -203,29 +240,41 @@ class BaseBroker(Component):
         recovered, dead = yield self._reap
         for uuid, count in recovered:
             self.log.warning("task %s recovered from a lapsed lease (recovery %d)", uuid, count)
-            yield from self._trigger("broker_task_recovered", broker=self, uuid=uuid,
-                                     recoveries=count)
+            yield from self.plugins.broker(
+                "broker_task_recovered", broker=self, uuid=uuid, recoveries=count
+            )
         entry: DeadEntry
         for entry in dead:
             self.log.error("task %s dead-lettered: %s", entry.uuid, entry.reason)
-            yield from self._trigger("broker_task_dead", broker=self, uuid=entry.uuid,
-                                     reason=entry.reason, sample=entry.sample)
+            yield from self.plugins.broker(
+                "broker_task_dead",
+                broker=self,
+                uuid=entry.uuid,
+                reason=entry.reason,
+                sample=entry.sample,
+            )
         return [uuid for uuid, _ in recovered]
 
     def _running_older_flow(self, worker: Any) -> Flow[int]:
         """Start-up recovery (`config.running_older_tasks`): return lapsed leases at once and
         tell storage plugins which tasks came back."""
-        yield from self._trigger("broker_running_older_tasks", broker=self, worker=worker)
+        yield from self.plugins.broker("broker_running_older_tasks", broker=self, worker=worker)
         recovered = yield from self._reap_ids_flow()
         if recovered and self.plugins.wants("storage_running_older_tasks"):
             envelopes = []
             for uuid in recovered:
                 record: Task | None = yield from self.storage._get_flow(uuid)
                 if record is not None:
-                    envelopes.append(Envelope(
-                        id=uuid, task=record.task_name, args=list(record.args),
-                        kwargs=record.kwargs, priority=record.priority,
-                        created_at=record.created_at.timestamp()))
+                    envelopes.append(
+                        Envelope(
+                            id=uuid,
+                            task=record.task_name,
+                            args=list(record.args),
+                            kwargs=record.kwargs,
+                            priority=record.priority,
+                            created_at=record.created_at.timestamp(),
+                        )
+                    )
             yield from self.storage._running_older_flow(worker, envelopes)
         return len(recovered)
 
@@ -239,15 +288,16 @@ class BaseBroker(Component):
 
     def _listen_flow(self, worker: Any) -> Flow[None]:
         """The consume loop: claim only what the worker can start soon, hand it over."""
-        yield from self._trigger("broker_listen_start", broker=self, worker=worker)
+        yield from self.plugins.broker("broker_listen_start", broker=self, worker=worker)
         failures = 0
         while worker.running:
             free = yield worker.wait_capacity
             if not free or not worker.running:
                 break
             try:
-                deliveries = yield partial(self.claim, worker.worker_id, free,
-                                           self.config.block_timeout, worker.queues)
+                deliveries = yield partial(
+                    self.claim, worker.worker_id, free, self.config.block_timeout, worker.queues
+                )
             except Exception as exc:  # noqa: BLE001 - workers survive broker outages
                 worker.release(free)
                 failures += 1
@@ -260,10 +310,17 @@ class BaseBroker(Component):
             for delivery in deliveries:
                 if self.plugins.wants("broker_add_worker"):
                     env = delivery.envelope
-                    out = yield from self._trigger(
-                        "broker_add_worker", broker=self, worker=worker, task_name=env.task,
-                        uuid=env.id, priority=env.priority, args=env.args, kw=env.kwargs,
-                        created_at=env.created_at)
+                    out = yield from self.plugins.broker(
+                        "broker_add_worker",
+                        broker=self,
+                        worker=worker,
+                        task_name=env.task,
+                        uuid=env.id,
+                        priority=env.priority,
+                        args=env.args,
+                        kw=env.kwargs,
+                        created_at=env.created_at,
+                    )
                     env.task, env.priority = out["task_name"], out["priority"]
                     env.args, env.kwargs = out["args"], out["kw"]
                 yield partial(worker.add, delivery)
@@ -275,10 +332,10 @@ class BaseBroker(Component):
             yield self.storage.delete_finished_tasks
         if self.config.running_older_tasks and worker is not None:
             yield from self._running_older_flow(worker)
-        yield from self._trigger("broker_start", broker=self, worker=worker)
+        yield from self.plugins.broker("broker_start", broker=self, worker=worker)
 
     def _stop_flow(self) -> Flow[None]:
-        yield from self._trigger("broker_stop", broker=self)
+        yield from self.plugins.broker("broker_stop", broker=self)
         yield self._stop
         yield self.storage.stop
 
@@ -286,7 +343,7 @@ class BaseBroker(Component):
         return (yield partial(primitive, *args))
 
     def _flush_flow(self) -> Flow[None]:
-        yield from self._trigger("broker_flush_all", broker=self)
+        yield from self.plugins.broker("broker_flush_all", broker=self)
         yield self._flush
         yield from self.storage._flush_flow()
 
@@ -294,9 +351,15 @@ class BaseBroker(Component):
 class SyncBroker(BaseBroker):
     """Broker for the sync app and `SyncThreadWorker`."""
 
-    def add(self, task_name: str, priority: int = 0, extra: dict[str, Any] | None = None,
-            args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None,
-            **options: Any) -> Task:
+    def add(
+        self,
+        task_name: str,
+        priority: int = 0,
+        extra: dict[str, Any] | None = None,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Task:
         env = self.make_envelope(task_name, priority, extra, args, kwargs, **options)
         return run_sync(self._add_flow(env))
 
@@ -315,8 +378,9 @@ class SyncBroker(BaseBroker):
     def requeue(self, delivery: Delivery, eta: float | None = None) -> bool:
         return run_sync(self._requeue_flow(delivery, eta))
 
-    def dead_letter(self, delivery: Delivery, reason: str, sample: str,
-                    model: Task | None = None) -> bool:
+    def dead_letter(
+        self, delivery: Delivery, reason: str, sample: str, model: Task | None = None
+    ) -> bool:
         return run_sync(self._dead_letter_flow(delivery, reason, sample, model))
 
     def reap(self) -> int:
@@ -362,9 +426,15 @@ class AsyncBroker(BaseBroker):
 
     is_async: ClassVar[bool] = True
 
-    async def add(self, task_name: str, priority: int = 0, extra: dict[str, Any] | None = None,
-                  args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None,
-                  **options: Any) -> Task:
+    async def add(
+        self,
+        task_name: str,
+        priority: int = 0,
+        extra: dict[str, Any] | None = None,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Task:
         env = self.make_envelope(task_name, priority, extra, args, kwargs, **options)
         return await run_async(self._add_flow(env))
 
@@ -383,8 +453,9 @@ class AsyncBroker(BaseBroker):
     async def requeue(self, delivery: Delivery, eta: float | None = None) -> bool:
         return await run_async(self._requeue_flow(delivery, eta))
 
-    async def dead_letter(self, delivery: Delivery, reason: str, sample: str,
-                          model: Task | None = None) -> bool:
+    async def dead_letter(
+        self, delivery: Delivery, reason: str, sample: str, model: Task | None = None
+    ) -> bool:
         return await run_async(self._dead_letter_flow(delivery, reason, sample, model))
 
     async def reap(self) -> int:

@@ -42,8 +42,9 @@ class _MemoryBroker(BaseBroker):
     url_schemes: ClassVar[tuple[str, ...]] = ("memory",)
     _waiter_type: ClassVar[type[Any]] = ThreadWaiter
 
-    def __init__(self, name: str = "QueueTasks", url: str | None = None, storage: Any = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, name: str = "QueueTasks", url: str | None = None, storage: Any = None, **kwargs: Any
+    ) -> None:
         self.store: MemoryStore = get_store(store_name(name, url))
         self._interrupted = False
         super().__init__(name=name, url=url, storage=storage, **kwargs)
@@ -53,13 +54,15 @@ class _MemoryBroker(BaseBroker):
 
         return self.store.enqueue((env, to_mapping(model)) for env, _, model in items)
 
-    def _claim_flow(self, worker_id: str, limit: int, timeout: float,
-                    queues: list[str]) -> Flow[list[Delivery]]:
+    def _claim_flow(
+        self, worker_id: str, limit: int, timeout: float, queues: list[str]
+    ) -> Flow[list[Delivery]]:
         deadline = time.monotonic() + timeout
         while True:
             waiter = self._waiter_type()
-            out, next_eta = self.store.claim(worker_id, limit, queues, self.config.lease_timeout,
-                                             waiter)
+            out, next_eta = self.store.claim(
+                worker_id, limit, queues, self.config.lease_timeout, waiter
+            )
             if out:
                 return out
             remaining = deadline - time.monotonic()
@@ -81,8 +84,9 @@ class _MemoryBroker(BaseBroker):
     def _cancel(self, uuid: str, reason: str | None) -> str:
         return self.store.cancel(uuid, reason, partial(cancelled_mapping, reason=reason))
 
-    def _dead_letter(self, delivery: Delivery, reason: str, sample: str,
-                     mapping: dict[str, str] | None) -> bool:
+    def _dead_letter(
+        self, delivery: Delivery, reason: str, sample: str, mapping: dict[str, str] | None
+    ) -> bool:
         return self.store.dead_letter(delivery, reason, sample, mapping)
 
     def _flush(self) -> None:
@@ -110,7 +114,7 @@ class _MemoryBroker(BaseBroker):
     def _list_dead(self, limit: int, offset: int) -> list[DeadEntry]:
         with self.store.lock:
             entries = sorted(self.store.dead.values(), key=lambda e: e.at, reverse=True)
-        return entries[offset:offset + limit]
+        return entries[offset : offset + limit]
 
     def _retry_dead(self, uuid: str) -> bool:
         return self.store.retry_dead(uuid)
@@ -130,8 +134,9 @@ class SyncMemoryBroker(_MemoryBroker, SyncBroker):
 
         return SyncMemoryStorage(name=self.name, url=self.url)
 
-    def claim(self, worker_id: str, limit: int, timeout: float,
-              queues: list[str]) -> list[Delivery]:
+    def claim(
+        self, worker_id: str, limit: int, timeout: float, queues: list[str]
+    ) -> list[Delivery]:
         return run_sync(self._claim_flow(worker_id, limit, timeout, queues))
 
     def heartbeat(self, worker_id: str, leases: dict[str, str]) -> list[str]:
@@ -148,8 +153,9 @@ class AsyncMemoryBroker(_MemoryBroker, AsyncBroker):
 
         return AsyncMemoryStorage(name=self.name, url=self.url)
 
-    async def claim(self, worker_id: str, limit: int, timeout: float,
-                    queues: list[str]) -> list[Delivery]:
+    async def claim(
+        self, worker_id: str, limit: int, timeout: float, queues: list[str]
+    ) -> list[Delivery]:
         return await run_async(self._claim_flow(worker_id, limit, timeout, queues))
 
     async def heartbeat(self, worker_id: str, leases: dict[str, str]) -> list[str]:

@@ -25,8 +25,9 @@ class BaseGlobalConfig(Component):
     component: ClassVar[str] = "global_config"
     url_schemes: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, name: str = "QueueTasks", config_name: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, name: str = "QueueTasks", config_name: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(name=name, **kwargs)
         self.config_name = config_name or "GlobalConfig"
 
@@ -49,26 +50,33 @@ class BaseGlobalConfig(Component):
 
     # -- shared flows -----------------------------------------------------------------------------
     def _set_flow(self, name: str, key: str, value: Any) -> Flow[None]:
-        out = yield from self._trigger("global_config_set", global_config=self, name_=name,
-                                       key=key, value=value)
+        out = yield from self.plugins.global_config(
+            "global_config_set", global_config=self, name_=name, key=key, value=value
+        )
         yield partial(self._set, out["name_"], out["key"], out["value"], None, False)
 
     def _get_flow(self, key: str, name: str) -> Flow[Any]:
         values = yield partial(self._get_all, key)
         value = values.get(name)
-        out = yield from self._trigger("global_config_get", global_config=self, get=value)
+        out = yield from self.plugins.global_config(
+            "global_config_get", global_config=self, get=value
+        )
         return out["get"]
 
     def _get_all_flow(self, key: str) -> Flow[dict[str, Any]]:
         values = yield partial(self._get_all, key)
-        out = yield from self._trigger("global_config_get_all", global_config=self, get=values)
+        out = yield from self.plugins.global_config(
+            "global_config_get_all", global_config=self, get=values
+        )
         return dict(out["get"])
 
     def _get_match_flow(self, match: str) -> Flow[dict[str, Any]]:
         # 1.7 matched keys inside the config hash: `get_match("user:*")`.
         values = yield partial(self._get_all, self.config_name)
         found = {k: v for k, v in values.items() if fnmatch.fnmatchcase(k, match)}
-        out = yield from self._trigger("global_config_get_match", global_config=self, get=found)
+        out = yield from self.plugins.global_config(
+            "global_config_get_match", global_config=self, get=found
+        )
         return dict(out["get"])
 
     def _set_nx_flow(self, name: str, key: str, value: Any, ttl: float | None) -> Flow[bool]:
@@ -83,12 +91,12 @@ class BaseGlobalConfig(Component):
         yield partial(self._set, STATUS_NAME, "status", status, ttl, False)
 
     def _start_flow(self) -> Flow[None]:
-        yield from self._trigger("global_config_start", global_config=self)
+        yield from self.plugins.global_config("global_config_start", global_config=self)
         yield from self._heartbeat_flow()
-        yield from self._trigger("global_config_set_status", global_config=self)
+        yield from self.plugins.global_config("global_config_set_status", global_config=self)
 
     def _stop_flow(self) -> Flow[None]:
-        yield from self._trigger("global_config_stop", global_config=self)
+        yield from self.plugins.global_config("global_config_stop", global_config=self)
         yield partial(self._delete, STATUS_NAME, "status")
 
     def _running_flow(self) -> Flow[bool]:

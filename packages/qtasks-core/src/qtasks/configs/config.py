@@ -158,8 +158,9 @@ _HINTS: dict[str, Any] = {}
 def _hints() -> dict[str, Any]:
     if not _HINTS:
         resolved = get_type_hints(QueueConfig)
-        _HINTS.update({f.name: resolved[f.name] for f in fields(QueueConfig)
-                       if not f.name.startswith("_")})
+        _HINTS.update(
+            {f.name: resolved[f.name] for f in fields(QueueConfig) if not f.name.startswith("_")}
+        )
     return _HINTS
 
 

@@ -42,9 +42,15 @@ class ArgMeta:
 class BaseTaskExecutor:
     is_async: ClassVar[bool] = False
 
-    def __init__(self, task_func: TaskExecSchema, task_broker: Envelope,
-                 log: logging.Logger | None = None, plugins: PluginHost | None = None,
-                 worker: Any = None, app: Any = None) -> None:
+    def __init__(
+        self,
+        task_func: TaskExecSchema,
+        task_broker: Envelope,
+        log: logging.Logger | None = None,
+        plugins: PluginHost | None = None,
+        worker: Any = None,
+        app: Any = None,
+    ) -> None:
         self.task_func = task_func
         self.task_broker = task_broker
         self.log = log or logging.getLogger("qtasks.executor")
@@ -56,11 +62,14 @@ class BaseTaskExecutor:
         self.result_json: str | None = None
         self.on_cancellable: Callable[[Callable[[], object]], None] | None = None
         """Set by a worker that wants a way to interrupt the call (async code on threads)."""
-        self.context = Context(task_func.name, task_broker.id, app, task_func.generate_handler,
-                               self.is_async, task_broker.attempt)
-
-    def _trigger(self, trigger: str, /, **kwargs: Any) -> Flow[dict[str, Any]]:
-        return self.plugins.flow(trigger, kwargs)
+        self.context = Context(
+            task_func.name,
+            task_broker.id,
+            app,
+            task_func.generate_handler,
+            self.is_async,
+            task_broker.attempt,
+        )
 
     @abstractmethod
     def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -75,45 +84,62 @@ class BaseTaskExecutor:
         return info
 
     def _middlewares_flow(self, position: str) -> Flow[None]:
-        middlewares = (self.task_func.middlewares_before if position == "before"
-                       else self.task_func.middlewares_after)
+        middlewares = (
+            self.task_func.middlewares_before
+            if position == "before"
+            else self.task_func.middlewares_after
+        )
         if self.worker is not None:
-            middlewares = [*getattr(self.worker, f"task_middlewares_{position}", []),
-                           *middlewares]
+            middlewares = [*getattr(self.worker, f"task_middlewares_{position}", []), *middlewares]
         if not middlewares:
             return
-        yield from self._trigger("task_executor_middlewares_execute", task_executor=self,
-                                 middlewares=middlewares, position=position)
+        yield from self.plugins.executor(
+            "task_executor_middlewares_execute",
+            task_executor=self,
+            middlewares=middlewares,
+            position=position,
+        )
         for middleware in middlewares:
             yield middleware(self)  # a middleware instance is called; it may mutate `self`
 
     def _before_flow(self) -> Flow[None]:
         if self.plugins.wants("task_executor_args_replace"):
-            out = yield from self._trigger("task_executor_args_replace", task_executor=self,
-                                           args=self.args, kw=self.kwargs,
-                                           args_info=self.args_info())
+            out = yield from self.plugins.executor(
+                "task_executor_args_replace",
+                task_executor=self,
+                args=self.args,
+                kw=self.kwargs,
+                args_info=self.args_info(),
+            )
             self.args, self.kwargs = list(out["args"]), dict(out["kw"])
         if self.task_func.echo:
             handle = None if self.app is None else self.app.handles.get(self.task_func.name)
             self.args = [handle, *self.args]
-        yield from self._trigger("task_executor_before_execute", task_executor=self)
+        yield from self.plugins.executor("task_executor_before_execute", task_executor=self)
 
     def _run_flow(self) -> Flow[Any]:
         try:
             result = yield partial(self._invoke, self.args, self.kwargs)
         except TaskPluginTriggerError as exc:
-            out = yield from self._trigger(
-                "task_executor_run_task_trigger_error", task_executor=self,
-                task_func=self.task_func, task_broker=self.task_broker, e=exc, result=None)
+            out = yield from self.plugins.executor(
+                "task_executor_run_task_trigger_error",
+                task_executor=self,
+                task_func=self.task_func,
+                task_broker=self.task_broker,
+                e=exc,
+                result=None,
+            )
             if out.get("result") is None:
                 raise
             return out["result"]
         if self.task_func.generating:
-            out = yield from self._trigger("task_executor_run_task_gen", task_executor=self,
-                                           results=result)
+            out = yield from self.plugins.executor(
+                "task_executor_run_task_gen", task_executor=self, results=result
+            )
             return out["results"]
-        out = yield from self._trigger("task_executor_run_task", task_executor=self,
-                                       result=result)
+        out = yield from self.plugins.executor(
+            "task_executor_run_task", task_executor=self, result=result
+        )
         return out["result"]
 
     def _decode_flow(self, result: Any) -> Flow[str]:
@@ -126,9 +152,13 @@ class BaseTaskExecutor:
         else:
             text = encoder(result)
             if not isinstance(text, str):
-                raise SerializationError(f"decode of task {self.task_func.name!r} returned "
-                                         f"{type(text).__name__}, not JSON text")
-        out = yield from self._trigger("task_executor_decode", task_executor=self, result=text)
+                raise SerializationError(
+                    f"decode of task {self.task_func.name!r} returned "
+                    f"{type(text).__name__}, not JSON text"
+                )
+        out = yield from self.plugins.executor(
+            "task_executor_decode", task_executor=self, result=text
+        )
         text = out["result"]
         if encoder is not None or out["result"] is not text:
             try:
@@ -143,17 +173,24 @@ class BaseTaskExecutor:
             yield from self._middlewares_flow("before")
             yield from self._before_flow()
             result = yield from self._run_flow()
-            yield from self._trigger("task_executor_after_execute", task_executor=self)
-            result = (yield from self._trigger("task_executor_after_execute_result_replace",
-                                               task_executor=self, result=result))["result"]
+            yield from self.plugins.executor("task_executor_after_execute", task_executor=self)
+            result = (
+                yield from self.plugins.executor(
+                    "task_executor_after_execute_result_replace", task_executor=self, result=result
+                )
+            )["result"]
             yield from self._middlewares_flow("after")
             if decode:
                 self.result_json = yield from self._decode_flow(result)
             return result
         finally:
             current_context.reset(token)
-            yield from self._trigger("task_executor_task_close", task_executor=self,
-                                     task_func=self.task_func, task_broker=self.task_broker)
+            yield from self.plugins.executor(
+                "task_executor_task_close",
+                task_executor=self,
+                task_func=self.task_func,
+                task_broker=self.task_broker,
+            )
 
 
 class SyncTaskExecutor(BaseTaskExecutor):

@@ -35,8 +35,9 @@ def _collect_sync(gen: Iterator[Any], handler: Callable[[Any], Any] | None) -> l
     return [handler(item) if handler else item for item in gen]
 
 
-async def _collect_async(gen: AsyncIterator[Any] | Iterator[Any],
-                         handler: Callable[[Any], Any] | None) -> list[Any]:
+async def _collect_async(
+    gen: AsyncIterator[Any] | Iterator[Any], handler: Callable[[Any], Any] | None
+) -> list[Any]:
     out = []
     if isinstance(gen, AsyncIterator):
         async for item in gen:
@@ -61,11 +62,16 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def invoke_sync(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any],
-                on_cancellable: Callable[[Callable[[], object]], None] | None = None) -> Any:
+def invoke_sync(
+    task: TaskExecSchema,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    on_cancellable: Callable[[Callable[[], object]], None] | None = None,
+) -> Any:
     """`on_cancellable(cancel)` receives a function that interrupts the call, when one can."""
     func = task.func
     if task.awaiting:
+
         async def run() -> Any:
             if task.generating:
                 coro = _collect_async(func(*args, **kwargs), task.generate_handler)
@@ -97,8 +103,12 @@ def invoke_sync(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any],
         raise _timeout_error(task) from None
 
 
-async def invoke_async(task: TaskExecSchema, args: list[Any], kwargs: dict[str, Any],
-                       pool: concurrent.futures.Executor | None) -> Any:
+async def invoke_async(
+    task: TaskExecSchema,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    pool: concurrent.futures.Executor | None,
+) -> Any:
     func = task.func
     coro: Any
     if task.awaiting:

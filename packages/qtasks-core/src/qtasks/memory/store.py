@@ -87,7 +87,11 @@ class MemoryStore:
 
     # -- claim ----------------------------------------------------------------------------------
     def claim(
-        self, worker: str, limit: int, queues: list[str], lease_timeout: float,
+        self,
+        worker: str,
+        limit: int,
+        queues: list[str],
+        lease_timeout: float,
         waiter: Waiter | None = None,
     ) -> tuple[list[Delivery], float | None]:
         """Take up to `limit` tasks, highest priority first across `queues`. When none is ready
@@ -208,13 +212,15 @@ class MemoryStore:
         record = self.records.get(task_id)
         if record is not None:
             record.setdefault("traceback", f"dead-lettered: {reason}")
-            record.update({"status": "error", "dead_reason": reason,
-                           "updated_at": repr(time.time())})
+            record.update(
+                {"status": "error", "dead_reason": reason, "updated_at": repr(time.time())}
+            )
             self._notify_record(task_id)
         return entry
 
-    def dead_letter(self, delivery: Delivery, reason: str, sample: str,
-                    mapping: dict[str, str] | None) -> bool:
+    def dead_letter(
+        self, delivery: Delivery, reason: str, sample: str, mapping: dict[str, str] | None
+    ) -> bool:
         task_id = delivery.envelope.id
         with self.lock:
             lease = self.leases.get(task_id)
@@ -265,8 +271,7 @@ class MemoryStore:
     def all_records(self) -> list[dict[str, str]]:
         now = time.time()
         with self.lock:
-            return [dict(r) for k, r in self.records.items()
-                    if self.expires.get(k, now + 1) > now]
+            return [dict(r) for k, r in self.records.items() if self.expires.get(k, now + 1) > now]
 
     def delete_finished(self) -> int:
         with self.lock:
@@ -277,8 +282,12 @@ class MemoryStore:
             return len(gone)
 
     # -- cancel ---------------------------------------------------------------------------------
-    def cancel(self, task_id: str, reason: str | None, mapping_for_cancel: Callable[
-            [dict[str, str]], dict[str, str]]) -> str:
+    def cancel(
+        self,
+        task_id: str,
+        reason: str | None,
+        mapping_for_cancel: Callable[[dict[str, str]], dict[str, str]],
+    ) -> str:
         """`cancelled` (was queued: never starts), `signalled` (running: workers told), or
         `final`/`unknown`."""
         with self.lock:
@@ -298,8 +307,9 @@ class MemoryStore:
         return outcome
 
     # -- global config --------------------------------------------------------------------------
-    def kv_set(self, name: str, key: str, value: Any, ttl: float | None = None,
-               only_new: bool = False) -> bool:
+    def kv_set(
+        self, name: str, key: str, value: Any, ttl: float | None = None, only_new: bool = False
+    ) -> bool:
         now = time.time()
         with self.lock:
             bucket = self.kv.setdefault(name, {})
@@ -320,8 +330,9 @@ class MemoryStore:
         now = time.time()
         with self.lock:
             bucket = self.kv.get(name, {})
-            return {k: v for k, v in bucket.items()
-                    if self.kv_expires.get((name, k), now + 1) > now}
+            return {
+                k: v for k, v in bucket.items() if self.kv_expires.get((name, k), now + 1) > now
+            }
 
     # -- admin ----------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -340,8 +351,12 @@ class MemoryStore:
                     prio[str(env.priority)] = prio.get(str(env.priority), 0) + 1
             while self.finished and self.finished[0] < now - 60:
                 self.finished.popleft()
-            return {"queues": queues, "processing": len(self.leases), "dead": len(self.dead),
-                    "finished_last_minute": len(self.finished)}
+            return {
+                "queues": queues,
+                "processing": len(self.leases),
+                "dead": len(self.dead),
+                "finished_last_minute": len(self.finished),
+            }
 
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -375,11 +390,13 @@ class MemoryStore:
                 return count
             return 1 if self.dead.pop(task_id, None) is not None else 0
 
-    def purge_queue(self, queue: str,
-                    mapping_for_cancel: Callable[[dict[str, str]], dict[str, str]]) -> int:
+    def purge_queue(
+        self, queue: str, mapping_for_cancel: Callable[[dict[str, str]], dict[str, str]]
+    ) -> int:
         with self.lock:
-            doomed = [k for k, env in self.pending.items()
-                      if env.queue == queue and k not in self.leases]
+            doomed = [
+                k for k, env in self.pending.items() if env.queue == queue and k not in self.leases
+            ]
             for task_id in doomed:
                 del self.pending[task_id]
                 record = self.records.get(task_id, {})
@@ -404,13 +421,18 @@ class MemoryStore:
 def envelope_from_record(task_id: str, record: dict[str, str]) -> Envelope:
     """Rebuild a task's envelope from its record (to re-run a dead-lettered task)."""
     return Envelope(
-        id=task_id, task=record["task_name"], args=json.loads(record.get("args", "[]")),
-        kwargs=json.loads(record.get("kwargs", "{}")), priority=int(record.get("priority", 0)),
-        queue=record.get("queue", "default"), created_at=float(record.get("created_at", 0)),
+        id=task_id,
+        task=record["task_name"],
+        args=json.loads(record.get("args", "[]")),
+        kwargs=json.loads(record.get("kwargs", "{}")),
+        priority=int(record.get("priority", 0)),
+        queue=record.get("queue", "default"),
+        created_at=float(record.get("created_at", 0)),
         attempt=int(record.get("attempt", 0)),
         retry=int(record["retry"]) if "retry" in record else None,
         parent=record.get("retry_parent_uuid"),
-        extra=json.loads(record["extra"]) if "extra" in record else {})
+        extra=json.loads(record["extra"]) if "extra" in record else {},
+    )
 
 
 _STORES: dict[str, MemoryStore] = {}
@@ -424,5 +446,3 @@ def get_store(name: str) -> MemoryStore:
         if store is None:
             store = _STORES[name] = MemoryStore(name)
         return store
-
-

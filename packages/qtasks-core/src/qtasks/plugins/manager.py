@@ -21,6 +21,17 @@ from qtasks import hookspecs
 from qtasks._drive import Flow
 from qtasks.hookspecs import COMPONENTS, PROJECT, TRIGGER_COMPONENT, TRIGGER_REPLACES, hookimpl
 from qtasks.plugins.base import BasePlugin
+from qtasks.plugins.triggers import (
+    AppTrigger,
+    BrokerTrigger,
+    ExecutorTrigger,
+    GlobalConfigTrigger,
+    StarterTrigger,
+    StatsTrigger,
+    StorageTrigger,
+    TimerTrigger,
+    WorkerTrigger,
+)
 
 log = logging.getLogger("qtasks.plugins")
 ENTRY_POINT_GROUP = "qtasks.plugins"
@@ -52,8 +63,10 @@ def _forwarder(plugin: BasePlugin, name: str) -> Any:
     must be real; the names come from `qtasks.hookspecs`, never from user input.
     """
     params = list(inspect.signature(getattr(hookspecs, name)).parameters)
-    source = (f"def {name}({', '.join(params)}):\n"
-              f"    return _plugin.trigger({name!r}, {', '.join(f'{p}={p}' for p in params)})\n")
+    source = (
+        f"def {name}({', '.join(params)}):\n"
+        f"    return _plugin.trigger({name!r}, {', '.join(f'{p}={p}' for p in params)})\n"
+    )
     namespace: dict[str, Any] = {"_plugin": plugin}
     exec(compile(source, f"<qtasks adapter {name}>", "exec"), namespace)
     return namespace[name]
@@ -118,8 +131,9 @@ class PluginHost:
         for impl_name in dir(plugin):
             opts = self.pm.parse_hookimpl_opts(plugin, impl_name)
             if opts and (opts.get("wrapper") or opts.get("hookwrapper")):
-                raise TypeError(f"{impl_name}: hook wrappers are not supported; use the "
-                                "before/after triggers")
+                raise TypeError(
+                    f"{impl_name}: hook wrappers are not supported; use the before/after triggers"
+                )
         self.pm.register(plugin, name=name)
         self._after_change(plugin)
 
@@ -153,8 +167,9 @@ class PluginHost:
             try:
                 self._register(ep.load(), ep.name)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the app
-                log.warning("plugin %r (%s) failed to load and is skipped: %s", ep.name,
-                            ep.value, exc)
+                log.warning(
+                    "plugin %r (%s) failed to load and is skipped: %s", ep.name, ep.value, exc
+                )
                 continue
             loaded.append(ep.name)
         return loaded
@@ -199,13 +214,54 @@ class PluginHost:
             if result is None:
                 continue
             if not isinstance(result, dict):
-                log.warning("plugin %r returned %s from %r; expected a dict or None",
-                            impl.plugin_name, type(result).__name__, name)
+                log.warning(
+                    "plugin %r returned %s from %r; expected a dict or None",
+                    impl.plugin_name,
+                    type(result).__name__,
+                    name,
+                )
                 continue
             for key, value in result.items():
                 if key in replaces:
                     kwargs[key] = value
         return kwargs
+
+    # -- one typed method per trigger family (what components call) -------------------------
+    def app(self, trigger: AppTrigger, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        """Fire a trigger of the app (`qtasks_*`)."""
+        return self.flow(trigger, kwargs)
+
+    def broker(self, trigger: BrokerTrigger, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        """Fire a trigger of brokers."""
+        return self.flow(trigger, kwargs)
+
+    def storage(self, trigger: StorageTrigger, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        """Fire a trigger of storages."""
+        return self.flow(trigger, kwargs)
+
+    def global_config(self, trigger: GlobalConfigTrigger, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        """Fire a trigger of global configs."""
+        return self.flow(trigger, kwargs)
+
+    def worker(self, trigger: WorkerTrigger, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        """Fire a trigger of workers."""
+        return self.flow(trigger, kwargs)
+
+    def executor(self, trigger: ExecutorTrigger, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        """Fire a trigger of task executors."""
+        return self.flow(trigger, kwargs)
+
+    def starter(self, trigger: StarterTrigger, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        """Fire a trigger of starters."""
+        return self.flow(trigger, kwargs)
+
+    def stats(self, trigger: StatsTrigger, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        """Fire a trigger of stats."""
+        return self.flow(trigger, kwargs)
+
+    def timer(self, trigger: TimerTrigger, /, **kwargs: Any) -> Flow[dict[str, Any]]:
+        """Fire a trigger of timers."""
+        return self.flow(trigger, kwargs)
 
     def fire_sync(self, name: str, **kwargs: Any) -> dict[str, Any]:
         from qtasks._drive import run_sync

@@ -6,5 +6,15 @@ from qtasks.registries.definition import TaskExecSchema
 from qtasks.registries.handles import AsyncTask, AsyncTaskCls, SyncTask, SyncTaskCls, TaskCls
 from qtasks.registries.registrar import AsyncRouter, Router, SyncRouter, shared_task
 
-__all__ = ["AsyncRouter", "AsyncTask", "AsyncTaskCls", "Router", "SyncRouter", "SyncTask",
-           "SyncTaskCls", "TaskCls", "TaskExecSchema", "shared_task"]
+__all__ = [
+    "AsyncRouter",
+    "AsyncTask",
+    "AsyncTaskCls",
+    "Router",
+    "SyncRouter",
+    "SyncTask",
+    "SyncTaskCls",
+    "TaskCls",
+    "TaskExecSchema",
+    "shared_task",
+]

@@ -100,8 +100,9 @@ class TaskExecSchema:
 
         if self.retry_backoff <= 0:
             return 0.0
-        delay = min(self.retry_backoff * self.retry_backoff_factor ** (attempt - 1),
-                    self.retry_backoff_max)
+        delay = min(
+            self.retry_backoff * self.retry_backoff_factor ** (attempt - 1), self.retry_backoff_max
+        )
         return random.uniform(0, delay) if self.retry_jitter else delay
 
 
@@ -123,4 +124,3 @@ def _resolved_hints(func: Callable[..., Any]) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - unresolvable: the parameter is not injected
             continue
     return hints
-

@@ -28,8 +28,14 @@ class TaskCls:
     handle: Any = field(default=None, repr=False)
 
     def add_task(self, **options: Any) -> Any:
-        return self.handle.add_task(*self.args, priority=self.priority, timeout=self.timeout,
-                                    task_name=self.task_name, **options, **self.kwargs)
+        return self.handle.add_task(
+            *self.args,
+            priority=self.priority,
+            timeout=self.timeout,
+            task_name=self.task_name,
+            **options,
+            **self.kwargs,
+        )
 
 
 SyncTaskCls = TaskCls
@@ -86,13 +92,26 @@ class TaskHandle:
             return app
         return self.app
 
-    def add_task(self, *args: Any, priority: int | None = None, timeout: float | None = None,
-                 task_name: str | None = None, **kwargs: Any) -> Any:
-        return self._app().add_task(task_name or self.task_name, *args, priority=priority,
-                                    timeout=timeout, **kwargs)
+    def add_task(
+        self,
+        *args: Any,
+        priority: int | None = None,
+        timeout: float | None = None,
+        task_name: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        return self._app().add_task(
+            task_name or self.task_name, *args, priority=priority, timeout=timeout, **kwargs
+        )
 
-    def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
-                 task_name: str | None = None, **kwargs: Any) -> TaskCls:
+    def __call__(
+        self,
+        *args: Any,
+        priority: int | None = None,
+        timeout: float | None = None,
+        task_name: str | None = None,
+        **kwargs: Any,
+    ) -> TaskCls:
         return TaskCls(task_name or self.task_name, priority, timeout, args, kwargs, self)
 
     def __repr__(self) -> str:

@@ -30,11 +30,13 @@ class TaskRegistrar:
     def task(self, name: Callable[..., Any], /) -> TaskHandle: ...
 
     @overload
-    def task(self, name: str | None = None, /, **options: Any) -> Callable[[Callable[..., Any]],
-                                                                              TaskHandle]: ...
+    def task(
+        self, name: str | None = None, /, **options: Any
+    ) -> Callable[[Callable[..., Any]], TaskHandle]: ...
 
-    def task(self, name: str | Callable[..., Any] | None = None, /,
-             **options: Any) -> TaskHandle | Callable[[Callable[..., Any]], TaskHandle]:
+    def task(
+        self, name: str | Callable[..., Any] | None = None, /, **options: Any
+    ) -> TaskHandle | Callable[[Callable[..., Any]], TaskHandle]:
         """Register a task: `@app.task`, `@app.task()`, `@app.task("name")`,
         `@app.task(name="x", priority=1, retry=3, ...)`. Unknown keywords are extras."""
         if callable(name):
@@ -46,8 +48,9 @@ class TaskRegistrar:
 
         return decorate
 
-    def _register(self, func: Callable[..., Any], name: str | None,
-                  options: dict[str, Any]) -> TaskHandle:
+    def _register(
+        self, func: Callable[..., Any], name: str | None, options: dict[str, Any]
+    ) -> TaskHandle:
         task_name = name or func.__name__
         if task_name in self.tasks:
             raise ValueError(f"task {task_name!r} is already registered")
@@ -62,8 +65,9 @@ class TaskRegistrar:
         for key in ("middlewares_before", "middlewares_after"):
             if fields.get(key) is None:
                 fields.pop(key, None)
-        definition = TaskExecSchema(name=task_name, func=func,
-                                    extra={**fields.pop("extra", {}), **extra}, **fields)
+        definition = TaskExecSchema(
+            name=task_name, func=func, extra={**fields.pop("extra", {}), **extra}, **fields
+        )
         handle = TaskHandle(definition, self._app_ref())
         self.tasks[task_name] = definition
         self.handles[task_name] = handle

@@ -104,8 +104,14 @@ class Task:
         return replace(self, **changes)
 
 
-_SCALARS = ("worker", "queue", "traceback", "retry_child_uuid", "retry_parent_uuid",
-            "cancel_reason")
+_SCALARS = (
+    "worker",
+    "queue",
+    "traceback",
+    "retry_child_uuid",
+    "retry_parent_uuid",
+    "cancel_reason",
+)
 _TIMES = ("created_at", "updated_at", "started_at", "finished_at", "eta")
 _INTS = ("attempt", "recoveries")
 FIELD_NAMES = frozenset(f.name for f in fields(Task) if not f.name.startswith("_"))
@@ -148,8 +154,20 @@ def to_mapping(task: Task) -> dict[str, str]:
 
 def from_mapping(mapping: dict[str, str], app: BaseQueueTasks | None = None) -> Task:
     """The inverse of `to_mapping`; unknown keys become extras (records of other versions)."""
-    known = {"status", "uuid", "priority", "task_name", "args", "kwargs", "returning", "retry",
-             "extra", *_TIMES, *_SCALARS, *_INTS}
+    known = {
+        "status",
+        "uuid",
+        "priority",
+        "task_name",
+        "args",
+        "kwargs",
+        "returning",
+        "retry",
+        "extra",
+        *_TIMES,
+        *_SCALARS,
+        *_INTS,
+    }
     extra: dict[str, Any] = json.loads(mapping["extra"]) if "extra" in mapping else {}
     for key, value in mapping.items():
         if key not in known:

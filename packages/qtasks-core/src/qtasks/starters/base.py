@@ -17,8 +17,9 @@ from qtasks.base.component import Component
 class BaseStarter(Component):
     component: ClassVar[str] = "starter"
 
-    def __init__(self, name: str = "QueueTasks", broker: Any = None, worker: Any = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, name: str = "QueueTasks", broker: Any = None, worker: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(name=name, **kwargs)
         self.broker = broker
         self.worker = worker
@@ -35,18 +36,20 @@ class BaseStarter(Component):
 
     def _start_flow(self, plugins: list[Any] | None) -> Flow[None]:
         self.config.validate()
-        yield from self._trigger("starter_start", starter=self)
+        yield from self.plugins.starter("starter_start", starter=self)
         for plugin in plugins if plugins is not None else self.plugins.base_plugins:
             yield plugin.start
         if self.events is not None and self.events.wants("starting"):
-            yield from self.events.flow("starting", starter=self, worker=self.worker,
-                                        broker=self.broker)
+            yield from self.events.flow(
+                "starting", starter=self, worker=self.worker, broker=self.broker
+            )
         yield lambda: self.broker.start(self.worker)
 
     def _stop_flow(self, plugins: list[Any] | None) -> Flow[None]:
-        yield from self._trigger("starter_stop", starter=self)
+        yield from self.plugins.starter("starter_stop", starter=self)
         if self.events is not None and self.events.wants("stopping"):
-            yield from self.events.flow("stopping", starter=self, worker=self.worker,
-                                        broker=self.broker)
+            yield from self.events.flow(
+                "stopping", starter=self, worker=self.worker, broker=self.broker
+            )
         for plugin in plugins if plugins is not None else self.plugins.base_plugins:
             yield plugin.stop

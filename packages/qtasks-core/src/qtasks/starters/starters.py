@@ -14,19 +14,30 @@ class SyncStarter(BaseStarter):
         super().__init__(*args, **kwargs)
         self._status: ThreadPeriodic | None = None
 
-    def start(self, num_workers: int = 1, reset_config: bool = True,
-              plugins: list[Any] | None = None, app: Any = None) -> None:
+    def start(
+        self,
+        num_workers: int = 1,
+        reset_config: bool = True,
+        plugins: list[Any] | None = None,
+        app: Any = None,
+    ) -> None:
         """Start everything; returns once the worker consumes (threads run in background)."""
         self._components(app)
         run_sync(self._start_flow(plugins))
         self.worker.start(num_workers)
-        self.log.info("%s: worker %s consuming %s", self.name, self.worker.worker_id,
-                      ", ".join(self.worker.queues))
+        self.log.info(
+            "%s: worker %s consuming %s",
+            self.name,
+            self.worker.worker_id,
+            ", ".join(self.worker.queues),
+        )
         config = self._global_config()
         if config is not None:
             self._status = ThreadPeriodic(
-                "qtasks-status", lambda: self.config.global_config_status_set_periodic,
-                config.heartbeat)
+                "qtasks-status",
+                lambda: self.config.global_config_status_set_periodic,
+                config.heartbeat,
+            )
             self._status.start()
         self.started = True
 
@@ -49,19 +60,30 @@ class AsyncStarter(BaseStarter):
         super().__init__(*args, **kwargs)
         self._status: AsyncPeriodic | None = None
 
-    async def start(self, num_workers: int = 1, reset_config: bool = True,
-                    plugins: list[Any] | None = None, app: Any = None) -> None:
+    async def start(
+        self,
+        num_workers: int = 1,
+        reset_config: bool = True,
+        plugins: list[Any] | None = None,
+        app: Any = None,
+    ) -> None:
         """Start everything in the running loop; returns once the worker consumes."""
         self._components(app)
         await run_async(self._start_flow(plugins))
         await self.worker.start(num_workers)
-        self.log.info("%s: worker %s consuming %s", self.name, self.worker.worker_id,
-                      ", ".join(self.worker.queues))
+        self.log.info(
+            "%s: worker %s consuming %s",
+            self.name,
+            self.worker.worker_id,
+            ", ".join(self.worker.queues),
+        )
         config = self._global_config()
         if config is not None:
             self._status = AsyncPeriodic(
-                "qtasks-status", lambda: self.config.global_config_status_set_periodic,
-                config.heartbeat)
+                "qtasks-status",
+                lambda: self.config.global_config_status_set_periodic,
+                config.heartbeat,
+            )
             self._status.start()
         self.started = True
 

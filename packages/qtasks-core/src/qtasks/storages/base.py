@@ -27,8 +27,9 @@ class BaseStorage(Component):
     component: ClassVar[str] = "storage"
     url_schemes: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, name: str = "QueueTasks", global_config: BaseGlobalConfig | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, name: str = "QueueTasks", global_config: BaseGlobalConfig | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(name=name, **kwargs)
         self.global_config: Any = global_config
         self.app: Any = None  # set by the app: records it returns can wait on it
@@ -75,8 +76,9 @@ class BaseStorage(Component):
 
     def prepare_add(self, uuid: str, task_status: Task) -> Flow[tuple[str, Task]]:
         """The `storage_add` trigger; brokers that write records themselves run it too."""
-        out = yield from self._trigger("storage_add", storage=self, uuid=uuid,
-                                       task_status=task_status)
+        out = yield from self.plugins.storage(
+            "storage_add", storage=self, uuid=uuid, task_status=task_status
+        )
         return out["uuid"], out["task_status"]
 
     def _add_flow(self, uuid: str, task_status: Task) -> Flow[None]:
@@ -86,25 +88,28 @@ class BaseStorage(Component):
     def _get_flow(self, uuid: str) -> Flow[Task | None]:
         task = self._decode((yield partial(self._get, str(uuid))))
         if task is not None:
-            task = (yield from self._trigger("storage_get", storage=self, result=task))["result"]
+            task = (yield from self.plugins.storage("storage_get", storage=self, result=task))[
+                "result"
+            ]
         return task
 
     def _get_all_flow(self) -> Flow[list[Task]]:
         mappings = yield self._all
         results = [from_mapping(m, self.app) for m in mappings]
-        out = yield from self._trigger("storage_get_all", storage=self, results=results)
+        out = yield from self.plugins.storage("storage_get_all", storage=self, results=results)
         return list(out["results"])
 
     def _update_flow(self, kwargs: dict[str, Any]) -> Flow[None]:
-        kwargs = (yield from self._trigger("storage_update", storage=self, kw=kwargs))["kw"]
+        kwargs = (yield from self.plugins.storage("storage_update", storage=self, kw=kwargs))["kw"]
         name = str(kwargs["name"])
         mapping = {k: str(v) for k, v in dict(kwargs["mapping"]).items()}
         mapping.setdefault("updated_at", repr(time.time()))
         yield partial(self._update, name, mapping)
 
     def _add_process_flow(self, task_data: Task, priority: int) -> Flow[None]:
-        out = yield from self._trigger("storage_add_process", storage=self, task_data=task_data,
-                                       priority=priority)
+        out = yield from self.plugins.storage(
+            "storage_add_process", storage=self, task_data=task_data, priority=priority
+        )
         task: Task = out["task_data"]
         fields = {"status": "process", "updated_at": repr(time.time())}
         if task.started_at is not None:
@@ -114,22 +119,30 @@ class BaseStorage(Component):
         yield partial(self._update, str(task.uuid), fields)
 
     def _remove_finished_flow(self, task_broker: Envelope, model: Task) -> Flow[None]:
-        yield from self._trigger("storage_remove_finished_task", storage=self,
-                                 task_broker=task_broker, model=model)
+        yield from self.plugins.storage(
+            "storage_remove_finished_task", storage=self, task_broker=task_broker, model=model
+        )
 
     def _running_older_flow(self, worker: Any, envelopes: list[Envelope]) -> Flow[None]:
         for env in envelopes:
-            yield from self._trigger(
-                "storage_running_older_tasks", storage=self, worker=worker, task_name=env.task,
-                uuid=env.id, priority=env.priority, created_at=env.created_at, args=env.args,
-                kw=env.kwargs)
+            yield from self.plugins.storage(
+                "storage_running_older_tasks",
+                storage=self,
+                worker=worker,
+                task_name=env.task,
+                uuid=env.id,
+                priority=env.priority,
+                created_at=env.created_at,
+                args=env.args,
+                kw=env.kwargs,
+            )
 
     def _delete_finished_flow(self) -> Flow[int]:
-        yield from self._trigger("storage_delete_finished_tasks", storage=self)
+        yield from self.plugins.storage("storage_delete_finished_tasks", storage=self)
         return int((yield self._delete_finished))
 
     def _flush_flow(self) -> Flow[None]:
-        yield from self._trigger("storage_flush_all", storage=self)
+        yield from self.plugins.storage("storage_flush_all", storage=self)
         yield self._flush
 
     def _wait_flow(self, uuid: str, timeout: float, statuses: frozenset[str]) -> Flow[Task | None]:
@@ -139,10 +152,10 @@ class BaseStorage(Component):
         if self.global_config is not None:
             yield self.global_config.start
         yield self._start
-        yield from self._trigger("storage_start", storage=self)
+        yield from self.plugins.storage("storage_start", storage=self)
 
     def _stop_flow(self) -> Flow[None]:
-        yield from self._trigger("storage_stop", storage=self)
+        yield from self.plugins.storage("storage_stop", storage=self)
         yield self._stop
         if self.global_config is not None:
             yield self.global_config.stop
@@ -156,8 +169,9 @@ class BaseStorage(Component):
         """Record mappings, newest first, filtered by status and task name (no KEYS scan)."""
         raise NotImplementedError(f"{type(self).__name__} does not list records")
 
-    def _list_flow(self, status: str | None, task_name: str | None, limit: int,
-                   offset: int) -> Flow[list[Task]]:
+    def _list_flow(
+        self, status: str | None, task_name: str | None, limit: int, offset: int
+    ) -> Flow[list[Task]]:
         mappings = yield partial(self._list, status, task_name, limit, offset)
         return [from_mapping(m, self.app) for m in mappings]
 
@@ -202,8 +216,13 @@ class SyncStorage(BaseStorage):
         """Records per status."""
         return run_sync(self._counts_flow())
 
-    def list(self, status: str | None = None, task_name: str | None = None, limit: int = 50,
-             offset: int = 0) -> list[Task]:
+    def list(
+        self,
+        status: str | None = None,
+        task_name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Task]:
         """Records, newest first, by status and/or task name."""
         return run_sync(self._list_flow(status, task_name, limit, offset))
 
@@ -253,8 +272,13 @@ class AsyncStorage(BaseStorage):
         """Records per status."""
         return await run_async(self._counts_flow())
 
-    async def list(self, status: str | None = None, task_name: str | None = None,
-                   limit: int = 50, offset: int = 0) -> list[Task]:
+    async def list(
+        self,
+        status: str | None = None,
+        task_name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Task]:
         """Records, newest first, by status and/or task name."""
         return await run_async(self._list_flow(status, task_name, limit, offset))
 

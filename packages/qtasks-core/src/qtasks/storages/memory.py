@@ -17,8 +17,13 @@ class _MemoryStorage(BaseStorage):
     url_schemes: ClassVar[tuple[str, ...]] = ("memory",)
     _waiter_type: ClassVar[type[Any]] = ThreadWaiter
 
-    def __init__(self, name: str = "QueueTasks", url: str | None = None,
-                 global_config: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str = "QueueTasks",
+        url: str | None = None,
+        global_config: Any = None,
+        **kwargs: Any,
+    ) -> None:
         self.url = url
         self.store: MemoryStore = get_store(store_name(name, url))
         if global_config is None:
@@ -46,8 +51,9 @@ class _MemoryStorage(BaseStorage):
     def _flush(self) -> None:
         self.store.flush()
 
-    def _wait_final_flow(self, uuid: str, timeout: float,
-                         statuses: frozenset[str]) -> Flow[dict[str, str] | None]:
+    def _wait_final_flow(
+        self, uuid: str, timeout: float, statuses: frozenset[str]
+    ) -> Flow[dict[str, str] | None]:
         deadline = time.monotonic() + timeout
         while True:
             waiter = self._waiter_type()
@@ -62,13 +68,17 @@ class _MemoryStorage(BaseStorage):
     def _counts(self) -> dict[str, int]:
         return self.store.status_counts()
 
-    def _list(self, status: str | None, task_name: str | None, limit: int,
-              offset: int) -> list[dict[str, str]]:
-        records = [r for r in self.store.all_records()
-                   if (status is None or r.get("status") == status)
-                   and (task_name is None or r.get("task_name") == task_name)]
+    def _list(
+        self, status: str | None, task_name: str | None, limit: int, offset: int
+    ) -> list[dict[str, str]]:
+        records = [
+            r
+            for r in self.store.all_records()
+            if (status is None or r.get("status") == status)
+            and (task_name is None or r.get("task_name") == task_name)
+        ]
         records.sort(key=lambda r: float(r.get("created_at", 0)), reverse=True)
-        return records[offset:offset + limit]
+        return records[offset : offset + limit]
 
 
 class SyncMemoryStorage(_MemoryStorage, SyncStorage):
@@ -77,8 +87,9 @@ class SyncMemoryStorage(_MemoryStorage, SyncStorage):
 
         return SyncMemoryGlobalConfig(name=name, url=url)
 
-    def _wait_final(self, uuid: str, timeout: float,
-                    statuses: frozenset[str]) -> dict[str, str] | None:
+    def _wait_final(
+        self, uuid: str, timeout: float, statuses: frozenset[str]
+    ) -> dict[str, str] | None:
         from qtasks._drive import run_sync
 
         return run_sync(self._wait_final_flow(uuid, timeout, statuses))
@@ -92,8 +103,9 @@ class AsyncMemoryStorage(_MemoryStorage, AsyncStorage):
 
         return AsyncMemoryGlobalConfig(name=name, url=url)
 
-    async def _wait_final(self, uuid: str, timeout: float,
-                          statuses: frozenset[str]) -> dict[str, str] | None:
+    async def _wait_final(
+        self, uuid: str, timeout: float, statuses: frozenset[str]
+    ) -> dict[str, str] | None:
         from qtasks._drive import run_async
 
         return await run_async(self._wait_final_flow(uuid, timeout, statuses))

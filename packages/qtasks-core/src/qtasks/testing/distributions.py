@@ -13,8 +13,14 @@ from typing import Any
 from qtasks import _discovery
 
 
-def fake_distribution(monkeypatch: Any, root: Path, dist: str, modules: dict[str, str],
-                      entry_points: dict[str, dict[str, str]], version: str = "0.1.0") -> Path:
+def fake_distribution(
+    monkeypatch: Any,
+    root: Path,
+    dist: str,
+    modules: dict[str, str],
+    entry_points: dict[str, dict[str, str]],
+    version: str = "0.1.0",
+) -> Path:
     site = root / f"site-{dist}"
     site.mkdir()
     for module, source in modules.items():

@@ -82,8 +82,9 @@ class AsyncWorker(BaseWorker):
             with contextlib.suppress(Exception):
                 await self.broker.requeue(running.delivery)
         except Exception:
-            self.log.exception("worker failed on task %s; its lease will lapse",
-                               running.delivery.envelope.id)
+            self.log.exception(
+                "worker failed on task %s; its lease will lapse", running.delivery.envelope.id
+            )
         finally:
             self._done(running.delivery)
 
@@ -110,15 +111,19 @@ class AsyncWorker(BaseWorker):
         self._loop = asyncio.get_running_loop()
         self._capacity_event = asyncio.Event()
         self._force_event = asyncio.Event()
-        self.thread_pool = DaemonThreadPool(self.config.max_tasks_process,
-                                              thread_name_prefix=f"qtasks-{self.name}")
+        self.thread_pool = DaemonThreadPool(
+            self.config.max_tasks_process, thread_name_prefix=f"qtasks-{self.name}"
+        )
         await run_async(self._start_flow())
         for number in range(max(1, num_workers)):
             task = asyncio.ensure_future(self._listen(number))
             self._listeners.append(task)
         self._periodic = [
-            AsyncPeriodic("heartbeat", lambda: self.config.heartbeat_interval,
-                          lambda: run_async(self._heartbeat_flow())),
+            AsyncPeriodic(
+                "heartbeat",
+                lambda: self.config.heartbeat_interval,
+                lambda: run_async(self._heartbeat_flow()),
+            ),
             AsyncPeriodic("reaper", lambda: self.config.reaper_interval, self.broker.reap),
         ]
         for periodic in self._periodic:
@@ -152,8 +157,9 @@ class AsyncWorker(BaseWorker):
             assert self._force_event is not None
             all_done = asyncio.ensure_future(asyncio.wait(set(self._tasks)))
             forced = asyncio.ensure_future(self._force_event.wait())
-            await asyncio.wait({all_done, forced}, timeout=grace,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {all_done, forced}, timeout=grace, return_when=asyncio.FIRST_COMPLETED
+            )
             all_done.cancel()
             forced.cancel()
             pending = {t for t in self._tasks if not t.done()}

@@ -28,6 +28,7 @@ from qtasks.base.component import Component
 from qtasks.configs.base import WORKERS_NAME
 from qtasks.enums import TaskStatusEnum
 from qtasks.exc import TaskArgumentsError, TaskCancelError, UnknownTaskError
+from qtasks.plugins.triggers import WorkerTrigger
 from qtasks.schemas.envelope import dumps, sample
 from qtasks.schemas.task import Task, new_record
 
@@ -60,8 +61,13 @@ class BaseWorker(Component):
     component: ClassVar[str] = "worker"
     task_executor: type[Any]
 
-    def __init__(self, name: str = "QueueTasks", broker: Any = None,
-                 queues: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str = "QueueTasks",
+        broker: Any = None,
+        queues: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name=name, **kwargs)
         self.broker = broker
         self.app: Any = None
@@ -142,8 +148,9 @@ class BaseWorker(Component):
     def _dispatch(self) -> None:
         started: list[Delivery] = []
         with self._lock:
-            while (self.running and self._buffer
-                   and len(self._active) < self.config.max_tasks_process):
+            while (
+                self.running and self._buffer and len(self._active) < self.config.max_tasks_process
+            ):
                 _, _, delivery = heapq.heappop(self._buffer)
                 self._active[delivery.envelope.id] = Running(delivery)
                 started.append(delivery)
@@ -205,53 +212,89 @@ class BaseWorker(Component):
         if task_func is None or env.id in self._cancel_requests:
             yield from self._reject_flow(running, task_func)
             return
-        out = yield from self._trigger("worker_run_task_before", worker=self,
-                                       task_func=task_func, task_broker=env)
+        out = yield from self.plugins.worker(
+            "worker_run_task_before", worker=self, task_func=task_func, task_broker=env
+        )
         task_func, env = out["task_func"], out["task_broker"]
         started = _now()
-        model = self._record(env, status=TaskStatusEnum.PROCESS.value, started_at=started,
-                             updated_at=started)
-        model = (yield from self._trigger("worker_execute_before", worker=self,
-                                          task_broker=env, task_func=task_func,
-                                          model=model))["model"]
+        model = self._record(
+            env, status=TaskStatusEnum.PROCESS.value, started_at=started, updated_at=started
+        )
+        model = (
+            yield from self.plugins.worker(
+                "worker_execute_before",
+                worker=self,
+                task_broker=env,
+                task_func=task_func,
+                model=model,
+            )
+        )["model"]
         yield partial(self.broker.storage.add_process, model, env.priority)
         if self.events is not None and self.events.wants("task_running"):
-            yield from self.events.flow("task_running", worker=self, task_func=task_func,
-                                        task_broker=env)
+            yield from self.events.flow(
+                "task_running", worker=self, task_func=task_func, task_broker=env
+            )
         executor_cls = task_func.executor or self.task_executor
-        executor = executor_cls(task_func, env, log=self.log, plugins=self.plugins,
-                                worker=self, app=self.app)
+        executor = executor_cls(
+            task_func, env, log=self.log, plugins=self.plugins, worker=self, app=self.app
+        )
         error: BaseException | None = None
         try:
             task_func.check_arguments(tuple(env.args), env.kwargs)
             result = yield partial(self._execute, executor, running)
             finished = _now()
-            model = model.evolve(status=TaskStatusEnum.SUCCESS.value, returning=result,
-                                 _returning_json=executor.result_json, finished_at=finished,
-                                 updated_at=finished)
+            model = model.evolve(
+                status=TaskStatusEnum.SUCCESS.value,
+                returning=result,
+                _returning_json=executor.result_json,
+                finished_at=finished,
+                updated_at=finished,
+            )
         except TaskCancelError as exc:
             finished = _now()
-            model = model.evolve(status=TaskStatusEnum.CANCEL.value, cancel_reason=str(exc),
-                                 finished_at=finished, updated_at=finished)
+            model = model.evolve(
+                status=TaskStatusEnum.CANCEL.value,
+                cancel_reason=str(exc),
+                finished_at=finished,
+                updated_at=finished,
+            )
         except Exception as exc:  # noqa: BLE001 - any task error becomes its record
             error = exc
             finished = _now()
-            model = model.evolve(status=TaskStatusEnum.ERROR.value, traceback=format_error(exc),
-                                 finished_at=finished, updated_at=finished)
+            model = model.evolve(
+                status=TaskStatusEnum.ERROR.value,
+                traceback=format_error(exc),
+                finished_at=finished,
+                updated_at=finished,
+            )
             left = env.retry if env.retry is not None else task_func.retry
             if left and not isinstance(exc, TaskArgumentsError) and task_func.retries_match(exc):
-                model = (yield from self._trigger(
-                    "worker_task_error_retry", worker=self, broker=self.broker,
-                    task_func=task_func, task_broker=env, trace=model.traceback, exception=exc,
-                    model=model))["model"]
+                model = (
+                    yield from self.plugins.worker(
+                        "worker_task_error_retry",
+                        worker=self,
+                        broker=self.broker,
+                        task_func=task_func,
+                        task_broker=env,
+                        trace=model.traceback,
+                        exception=exc,
+                        model=model,
+                    )
+                )["model"]
         yield from self._finish_flow(running, task_func, model, error)
 
-    def _finish_flow(self, running: Running, task_func: Any, model: Task,
-                     error: BaseException | None) -> Flow[None]:
+    def _finish_flow(
+        self, running: Running, task_func: Any, model: Task, error: BaseException | None
+    ) -> Flow[None]:
         env = running.delivery.envelope
-        out = yield from self._trigger("worker_remove_finished_task", worker=self,
-                                       broker=self.broker, task_func=task_func, task_broker=env,
-                                       model=model)
+        out = yield from self.plugins.worker(
+            "worker_remove_finished_task",
+            worker=self,
+            broker=self.broker,
+            task_func=task_func,
+            task_broker=env,
+            model=model,
+        )
         model = out["model"]
         written = yield from self.broker._finish_flow(running.delivery, model)
         if not written:
@@ -259,23 +302,28 @@ class BaseWorker(Component):
             return
         status = model.status
         kwargs: dict[str, Any] = {"model": model}
+        trigger: WorkerTrigger
         if status == "success":
-            name = "task_success"
+            name, trigger = "task_success", "worker_task_success"
         elif status == "cancel":
-            name = "task_cancel"
+            name, trigger = "task_cancel", "worker_task_cancel"
         else:
-            name = "task_error"
+            name, trigger = "task_error", "worker_task_error"
             kwargs["exception"] = error
-        yield from self._trigger(f"worker_{name}", worker=self, task_func=task_func,
-                                 task_broker=env, **kwargs)
+        yield from self.plugins.worker(
+            trigger, worker=self, task_func=task_func, task_broker=env, **kwargs
+        )
         if self.events is not None and self.events.wants(name):
-            yield from self.events.flow(name, worker=self, task_func=task_func, task_broker=env,
-                                        model=model)
-        yield from self._trigger("worker_execute_after", worker=self, task_func=task_func,
-                                 task_broker=env, model=model)
+            yield from self.events.flow(
+                name, worker=self, task_func=task_func, task_broker=env, model=model
+            )
+        yield from self.plugins.worker(
+            "worker_execute_after", worker=self, task_func=task_func, task_broker=env, model=model
+        )
         if self.events is not None and self.events.wants("task_stopping"):
-            yield from self.events.flow("task_stopping", worker=self, task_func=task_func,
-                                        task_broker=env, model=model)
+            yield from self.events.flow(
+                "task_stopping", worker=self, task_func=task_func, task_broker=env, model=model
+            )
 
     def _reject_flow(self, running: Running, task_func: Any) -> Flow[None]:
         """A task that must not run: cancelled before it started, or a name not registered
@@ -284,16 +332,23 @@ class BaseWorker(Component):
         now = _now()
         if task_func is not None:
             reason = self._cancel_requests.get(env.id) or "cancelled"
-            model = self._record(env, status="cancel", cancel_reason=reason, finished_at=now,
-                                 updated_at=now)
+            model = self._record(
+                env, status="cancel", cancel_reason=reason, finished_at=now, updated_at=now
+            )
             yield from self._finish_flow(running, task_func, model, None)
             return
         error = UnknownTaskError(f"task {env.task!r} is not registered in this worker")
-        model = self._record(env, status="error", finished_at=now, updated_at=now,
-                             traceback=f"{type(error).__name__}: {error}")
+        model = self._record(
+            env,
+            status="error",
+            finished_at=now,
+            updated_at=now,
+            traceback=f"{type(error).__name__}: {error}",
+        )
         self.log.error("dead-lettering task %s: unknown task name %r", env.id, env.task[:200])
         yield from self.broker._dead_letter_flow(
-            running.delivery, "unknown_task", sample(dumps(env.to_dict())), model)
+            running.delivery, "unknown_task", sample(dumps(env.to_dict())), model
+        )
 
     # -- lifecycle helpers ---------------------------------------------------------------------
     def _start_flow(self) -> Flow[None]:
@@ -304,7 +359,7 @@ class BaseWorker(Component):
         if self.on_cancel not in self.broker.cancel_listeners:
             self.broker.cancel_listeners.append(self.on_cancel)
         yield from self._register_flow()
-        yield from self._trigger("worker_start", worker=self)
+        yield from self.plugins.worker("worker_start", worker=self)
         if self.events is not None and self.events.wants("worker_running"):
             yield from self.events.flow("worker_running", worker=self, number=0)
 
@@ -312,7 +367,7 @@ class BaseWorker(Component):
         if self.on_cancel in self.broker.cancel_listeners:
             self.broker.cancel_listeners.remove(self.on_cancel)
         yield from self._register_flow(leaving=True)
-        yield from self._trigger("worker_stop", worker=self)
+        yield from self.plugins.worker("worker_stop", worker=self)
         if self.events is not None and self.events.wants("worker_stopping"):
             yield from self.events.flow("worker_stopping", worker=self, number=0)
 
@@ -326,12 +381,20 @@ class BaseWorker(Component):
 
     def info(self) -> dict[str, Any]:
         """What the live-worker registry shows (stats, CLI, web view)."""
-        return {"id": self.worker_id, "app": self.name, "host": socket.gethostname(),
-                "pid": os.getpid(), "flavour": "async" if self.is_async else "sync",
-                "started": self.started_at, "heartbeat": time.time(),
-                "in_flight": len(self._leases), "running": len(self._active),
-                "processed": self.processed, "queues": self.queues,
-                "concurrency": self.config.max_tasks_process}
+        return {
+            "id": self.worker_id,
+            "app": self.name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "flavour": "async" if self.is_async else "sync",
+            "started": self.started_at,
+            "heartbeat": time.time(),
+            "in_flight": len(self._leases),
+            "running": len(self._active),
+            "processed": self.processed,
+            "queues": self.queues,
+            "concurrency": self.config.max_tasks_process,
+        }
 
     def _register_flow(self, leaving: bool = False) -> Flow[None]:
         """Keep this worker in the GlobalConfig's registry of live workers (with a TTL, so a
@@ -344,8 +407,7 @@ class BaseWorker(Component):
                 yield partial(registry._delete, WORKERS_NAME, self.worker_id)
             else:
                 ttl = max(self.config.lease_timeout, 3 * self.config.heartbeat_interval)
-                yield partial(registry._set, WORKERS_NAME, self.worker_id, self.info(), ttl,
-                              False)
+                yield partial(registry._set, WORKERS_NAME, self.worker_id, self.info(), ttl, False)
         except Exception as exc:  # noqa: BLE001 - the registry is advisory; tasks go on
             self.log.warning("worker registry update failed: %s", type(exc).__name__)
 
@@ -356,9 +418,16 @@ class BaseWorker(Component):
     def _add_flow(self, delivery: Delivery) -> Flow[None]:
         if self.plugins.wants("worker_add"):
             env = delivery.envelope
-            out = yield from self._trigger("worker_add", worker=self, task_name=env.task,
-                                           uuid=env.id, priority=env.priority, args=env.args,
-                                           kw=env.kwargs, created_at=env.created_at)
+            out = yield from self.plugins.worker(
+                "worker_add",
+                worker=self,
+                task_name=env.task,
+                uuid=env.id,
+                priority=env.priority,
+                args=env.args,
+                kw=env.kwargs,
+                created_at=env.created_at,
+            )
             env.task, env.priority = out["task_name"], out["priority"]
             env.args, env.kwargs = out["args"], out["kw"]
         self._accept(delivery)

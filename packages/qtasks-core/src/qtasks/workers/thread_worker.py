@@ -67,8 +67,9 @@ class SyncThreadWorker(BaseWorker):
         try:
             run_sync(self._process_flow(running))
         except Exception:
-            self.log.exception("worker failed on task %s; its lease will lapse",
-                               running.delivery.envelope.id)
+            self.log.exception(
+                "worker failed on task %s; its lease will lapse", running.delivery.envelope.id
+            )
         finally:
             self._done(running.delivery)
 
@@ -93,19 +94,23 @@ class SyncThreadWorker(BaseWorker):
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, num_workers: int = 1) -> None:
         """Start claim loops and the pool in background threads; returns once they run."""
-        self._pool = DaemonThreadPool(self.config.max_tasks_process,
-                                        thread_name_prefix=f"qtasks-{self.name}")
+        self._pool = DaemonThreadPool(
+            self.config.max_tasks_process, thread_name_prefix=f"qtasks-{self.name}"
+        )
         run_sync(self._start_flow())
         for number in range(max(1, num_workers)):
-            thread = threading.Thread(target=self._listen, args=(number,), daemon=True,
-                                      name=f"qtasks-claim-{number}")
+            thread = threading.Thread(
+                target=self._listen, args=(number,), daemon=True, name=f"qtasks-claim-{number}"
+            )
             self._listeners.append(thread)
             thread.start()
         self._periodic = [
-            ThreadPeriodic("qtasks-heartbeat", lambda: self.config.heartbeat_interval,
-                           lambda: run_sync(self._heartbeat_flow())),
-            ThreadPeriodic("qtasks-reaper", lambda: self.config.reaper_interval,
-                           self.broker.reap),
+            ThreadPeriodic(
+                "qtasks-heartbeat",
+                lambda: self.config.heartbeat_interval,
+                lambda: run_sync(self._heartbeat_flow()),
+            ),
+            ThreadPeriodic("qtasks-reaper", lambda: self.config.reaper_interval, self.broker.reap),
         ]
         for periodic in self._periodic:
             periodic.start()

@@ -38,7 +38,8 @@ class _Scope:
     def __init__(self, is_async: bool) -> None:
         self.values: dict[Any, Any] = {}
         self.stack: contextlib.AsyncExitStack | contextlib.ExitStack = (
-            contextlib.AsyncExitStack() if is_async else contextlib.ExitStack())
+            contextlib.AsyncExitStack() if is_async else contextlib.ExitStack()
+        )
 
 
 def _scope_of(owner: Any, is_async: bool) -> _Scope:
@@ -123,8 +124,9 @@ class DependsPlugin:
             return {"kw": {**kw, **values}}
         return self._resolve_async(task_executor, kw, wanted)
 
-    async def _resolve_async(self, executor: Any, kw: dict[str, Any],
-                             wanted: dict[str, Depends]) -> dict[str, Any]:
+    async def _resolve_async(
+        self, executor: Any, kw: dict[str, Any], wanted: dict[str, Depends]
+    ) -> dict[str, Any]:
         values = {}
         for name, dep in wanted.items():
             scope = _scope_of(_owner(executor, dep.scope), True)

@@ -26,20 +26,31 @@ def child_id(parent: str, attempt: int) -> str:
 
 class RetryPlugin:
     @hookimpl
-    def worker_task_error_retry(self, broker: Any, task_func: Any, task_broker: Envelope,
-                                model: Task) -> Any:
+    def worker_task_error_retry(
+        self, broker: Any, task_func: Any, task_broker: Envelope, model: Task
+    ) -> Any:
         return drive(broker, self._retry_flow(broker, task_func, task_broker, model))
 
-    def _retry_flow(self, broker: Any, task_func: Any, env: Envelope,
-                    model: Task) -> Flow[dict[str, Any]]:
+    def _retry_flow(
+        self, broker: Any, task_func: Any, env: Envelope, model: Task
+    ) -> Flow[dict[str, Any]]:
         attempt = env.attempt + 1
         left = (env.retry if env.retry is not None else task_func.retry) - 1
         delay = task_func.backoff(attempt)
         child = Envelope(
-            id=child_id(env.id, attempt), task=env.task, args=env.args, kwargs=env.kwargs,
-            priority=env.priority, queue=env.queue, eta=time.time() + delay if delay else None,
-            created_at=time.time(), attempt=attempt, retry=left, parent=env.id,
-            headers=env.headers, extra=env.extra,
+            id=child_id(env.id, attempt),
+            task=env.task,
+            args=env.args,
+            kwargs=env.kwargs,
+            priority=env.priority,
+            queue=env.queue,
+            eta=time.time() + delay if delay else None,
+            created_at=time.time(),
+            attempt=attempt,
+            retry=left,
+            parent=env.id,
+            headers=env.headers,
+            extra=env.extra,
         )
         yield from broker._add_many_flow([child])
         return {"model": model.evolve(status="retry", retry_child_uuid=child.id, retry=left + 1)}
