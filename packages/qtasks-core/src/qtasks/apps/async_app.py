@@ -61,6 +61,10 @@ class QueueTasks(BaseQueueTasks):
         'cancelled', 'signalled', 'final' or 'unknown'."""
         return await run_async(self._cancel_flow(str(uuid), reason))
 
+    async def retry(self, uuid: Any) -> Task | None:
+        """Run a failed, cancelled or dead-lettered task again (see `BaseQueueTasks`)."""
+        return await run_async(self._retry_flow(str(uuid)))
+
     async def ping(self, server: bool = True) -> bool:
         return await run_async(self._ping_flow(server))
 

@@ -250,6 +250,24 @@ class BaseQueueTasks(TaskRegistrar):
             )["task"]
         return task
 
+    def _retry_flow(self, uuid: str) -> Flow[Task | None]:
+        """Run a failed, cancelled or dead-lettered task again. A dead letter goes back to its
+        queue under its own id; a finished record is re-enqueued as a new task linked to it
+        (`extra["retried_from"]`). None when there is nothing to retry."""
+        try:
+            revived = yield from self.broker._admin_flow(self.broker._retry_dead, str(uuid))
+        except NotImplementedError:  # a broker without dead letters
+            revived = False
+        if revived:
+            return (yield from self._get_flow(str(uuid)))
+        record = yield from self._get_flow(str(uuid))
+        if record is None or record.status not in ("error", "cancel"):
+            return None
+        env = self.broker.make_envelope(
+            record.task_name, record.priority, {**record.extra, "retried_from": str(uuid)},
+            record.args, record.kwargs, queue=record.queue)
+        return (yield from self.broker._add_flow(env))
+
     def _cancel_flow(self, uuid: str, reason: str | None) -> Flow[str]:
         yield from self.plugins.app(
             "qtasks_cancel", qtasks=self, broker=self.broker, uuid=str(uuid), reason=reason

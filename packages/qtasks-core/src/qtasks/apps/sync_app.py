@@ -64,6 +64,10 @@ class QueueTasks(BaseQueueTasks):
         discarded. Returns 'cancelled', 'signalled', 'final' or 'unknown'."""
         return run_sync(self._cancel_flow(str(uuid), reason))
 
+    def retry(self, uuid: Any) -> Task | None:
+        """Run a failed, cancelled or dead-lettered task again (see `BaseQueueTasks`)."""
+        return run_sync(self._retry_flow(str(uuid)))
+
     def ping(self, server: bool = True) -> bool:
         return run_sync(self._ping_flow(server))
 

@@ -1,0 +1,62 @@
+"""Loading the app named by `-A module:attr` (the current directory is importable)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from qtasks._discovery import redact_url
+from qtasks.apps.base import BaseQueueTasks
+from qtasks.cli.errors import EXIT_APP, EXIT_BROKER, CliError
+
+
+def load_app(path: str | None) -> Any:
+    """The app object (either flavour; typed `Any` because their methods differ in
+    awaitability, and `call` handles both)."""
+    if not path:
+        raise CliError("no app given: use -A module:app (or --app)", EXIT_APP)
+    module_name, _, attr = path.partition(":")
+    attr = attr or "app"
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"cannot import module {module_name!r}: {exc}", EXIT_APP) from None
+    try:
+        obj: Any = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise CliError(f"module {module_name!r} has no attribute {attr!r}", EXIT_APP) from None
+    if callable(obj) and not isinstance(obj, BaseQueueTasks):
+        obj = obj()  # a factory, as 1.7 accepted
+    if not isinstance(obj, BaseQueueTasks):
+        raise CliError(f"{path} is a {type(obj).__name__}, not a QueueTasks app", EXIT_APP)
+    return obj
+
+
+def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a method of either app flavour and return its value."""
+    result = func(*args, **kwargs)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def broker_url(app: BaseQueueTasks) -> str:
+    return redact_url(getattr(app.broker, "url", None) or "memory://")
+
+
+def unreachable(app: BaseQueueTasks, exc: BaseException) -> CliError:
+    reason = type(exc).__name__
+    return CliError(f"cannot reach the broker at {broker_url(app)} ({reason})", EXIT_BROKER)
