@@ -1,0 +1,508 @@
+"""`SyncRedisBroker` and `AsyncRedisBroker`: leases, priorities, eta and dead letters in Redis.
+
+Each primitive is one flow shared by both flavours (see `connection.py`); the flavour classes at
+the bottom only pick the client kind and the few things that cannot be a flow.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as uuidlib
+import warnings
+from collections import deque
+from functools import partial
+from typing import Any
+
+from qtasks._drive import Flow
+from qtasks.brokers.base import AsyncBroker, BaseBroker, SyncBroker
+from qtasks.exc import ConfigError, DecodeError
+from qtasks.memory.store import envelope_from_record
+from qtasks.redis._cancel import CancelListener
+from qtasks.redis._component import RedisComponent
+from qtasks.redis.connection import (
+    ASYNC,
+    TRANSIENT,
+    Health,
+    RedisConnection,
+    guarded,
+    persist,
+    pipeline_step,
+    text,
+)
+from qtasks.redis.keys import BrokerKeys
+from qtasks.redis.protocol import Protocol, ms, parse_dead_info, parse_meta
+from qtasks.schemas.delivery import DeadEntry, Delivery
+from qtasks.schemas.envelope import Envelope, decode, encode, sample
+from qtasks.schemas.task import Task, to_mapping
+
+REAP_BATCH = 500
+SPENT_BATCH = 64
+MIN_BLOCK = 0.01
+
+
+class _RedisBroker(RedisComponent, BaseBroker):
+    """The Redis broker (see the package README for the guarantees and the key schema)."""
+
+    def __init__(
+        self,
+        name: str = "QueueTasks",
+        url: str | None = None,
+        storage: Any = None,
+        *,
+        redis_connect: Any = None,
+        queue_name: str | None = None,
+        prefix: str | None = None,
+        dead_letter_limit: int = 10_000,
+        connection: RedisConnection | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if queue_name not in (None, "task_queue"):
+            # 1.7 had one list per app; queues are now chosen per task (`@app.task(queue=)`)
+            # and per worker (`config.queues`).
+            warnings.warn(
+                "queue_name is accepted for qtasks 1.7 compatibility and ignored; "
+                "use @app.task(queue=...) and config.queues",
+                stacklevel=2,
+            )
+        url = self._connect(url, redis_connect, connection)
+        self.keys = BrokerKeys(prefix or name)
+        self.dead_letter_limit = dead_letter_limit
+        self.broker_id = uuidlib.uuid4().hex[:12]
+        self._interrupted = False
+        self._cancel_seen: set[str] = set()
+        self._spent: deque[str] = deque()
+        self._listener = CancelListener(self)
+        super().__init__(name=name, url=url, storage=storage, **kwargs)
+        self._health = Health(self.log)
+        self._check_storage()
+
+    def _default_storage(self) -> Any:
+        from qtasks.redis.storage import AsyncRedisStorage, SyncRedisStorage
+
+        cls = AsyncRedisStorage if self.flavour.is_async else SyncRedisStorage
+        return cls(
+            name=self.name, url=self.url, prefix=self.keys.prefix, connection=self.connection
+        )
+
+    def _check_storage(self) -> None:
+        # Records are written by the broker's scripts, atomically with the queue entries, so
+        # the storage must live in the same Redis database.
+        from qtasks.redis.storage import RedisStorageBase
+
+        storage = self.storage
+        if not isinstance(storage, RedisStorageBase):
+            raise ConfigError(
+                f"{type(self).__name__} writes task records atomically with its "
+                f"queue entries and needs a Redis storage, not "
+                f"{type(storage).__name__}"
+            )
+        if storage.flavour.is_async != self.flavour.is_async:
+            raise ConfigError(f"{type(storage).__name__} does not fit {type(self).__name__}")
+        if storage.connection is not self.connection and (
+            storage.connection.target() != self.connection.target()
+        ):
+            raise ConfigError(
+                "the broker and its storage must use the same Redis server and "
+                "database (the broker writes records in its scripts)"
+            )
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol(self.keys, self.storage.record_keys)
+
+    def _call(self, call: tuple[str, list[str], list[Any]]) -> Any:
+        return self._script(*call)
+
+    def _lease_ms(self) -> int:
+        return ms(self.config.lease_timeout)
+
+    def _ttl_ms(self) -> int:
+        return ms(self.config.result_ttl)
+
+    def _stopping(self) -> bool:
+        return self._interrupted
+
+    def _take_spent(self) -> list[str]:
+        """Memo keys whose reply arrived: the next claim or finish deletes them, so memos
+        of a busy worker do not pile up until their TTL."""
+        out: list[str] = []
+        while self._spent and len(out) < SPENT_BATCH:
+            try:
+                out.append(self._spent.popleft())
+            except IndexError:  # taken by another thread meanwhile
+                break
+        return out
+
+    # -- enqueue ----------------------------------------------------------------------------
+    def _enqueue(self, items: list[tuple[Envelope, bytes, Task]]) -> Any:
+        return self._run(self._enqueue_flow(items))
+
+    def _enqueue_flow(self, items: list[tuple[Envelope, bytes, Task]]) -> Flow[list[bool]]:
+        if not items:
+            return []
+        call = self.protocol.enqueue(
+            [(env, payload, to_mapping(model)) for env, payload, model in items]
+        )
+        reply = yield from guarded(self._step_flow(call), "enqueue")
+        return [bool(int(x)) for x in reply]
+
+    def _step_flow(self, call: tuple[str, list[str], list[Any]]) -> Flow[Any]:
+        return (yield self._call(call))
+
+    # -- claim ------------------------------------------------------------------------------
+    def claim(self, worker_id: str, limit: int, timeout: float, queues: list[str]) -> Any:
+        return self._run(self._claim_flow(worker_id, limit, timeout, queues))
+
+    def _claim_flow(
+        self, worker_id: str, limit: int, timeout: float, queues: list[str]
+    ) -> Flow[list[Delivery]]:
+        deadline = time.monotonic() + timeout
+        queues = list(dict.fromkeys(queues)) or ["default"]
+        wake_keys = [self.keys.wake(q) for q in queues]
+        wake_keys.append(self.keys.interrupt(self.broker_id))
+        max_bytes = self.config.max_payload_bytes
+        while True:
+            # One claim id per attempt: a re-sent claim (lost reply) gets the same deliveries.
+            claim_id = uuidlib.uuid4().hex[:16]
+            call = self.protocol.claim(
+                worker_id,
+                max(1, limit),
+                self._lease_ms(),
+                claim_id,
+                max_bytes,
+                queues,
+                self._take_spent(),
+            )
+            reply = yield from persist(
+                self._call(call),
+                float("inf"),
+                self.flavour.sleep,
+                self._health,
+                "claim",
+                self._stopping,
+            )
+            now_ms, next_eta, entries = self.protocol.parse_claim(reply)
+            if entries:
+                self._spent.append(self.keys.claim_memo(claim_id))
+            deliveries: list[Delivery] = []
+            for task_id, token, q, kind, data in entries:
+                delivery = Delivery(
+                    Envelope(id=task_id, task="", queue=queues[q]), token, worker_id, time.time()
+                )
+                try:
+                    delivery.envelope = self._decode_entry(
+                        task_id, queues[q], kind, data, max_bytes
+                    )
+                except DecodeError as exc:
+                    yield from self._bury_flow(delivery, exc, data)
+                    continue
+                deliveries.append(delivery)
+            if deliveries or entries:
+                if deliveries:
+                    return deliveries
+                continue  # only malformed entries: look again at once
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._interrupted:
+                return []
+            wait = min(remaining, self._block_limit())
+            if next_eta >= 0:
+                wait = min(wait, max(0.0, (next_eta - now_ms) / 1000))
+            if wait >= MIN_BLOCK:
+                # Idle: block on the wake-up lists (an enqueue, a requeue or a peer's claim
+                # pushes a token), never longer than the next eta or the socket allows.
+                yield partial(self.client.blpop, wake_keys, round(wait, 3))
+
+    def _block_limit(self) -> float:
+        limit = self.config.block_timeout
+        socket_timeout = self.connection.socket_timeout()
+        if socket_timeout is not None:
+            limit = min(limit, socket_timeout * 0.8)
+        return max(MIN_BLOCK, limit)
+
+    @staticmethod
+    def _decode_entry(task_id: str, queue: str, kind: str, data: bytes, max_bytes: int) -> Envelope:
+        if kind == "missing":
+            raise DecodeError("queue entry without a payload", "missing_payload")
+        if kind == "oversized":
+            raise DecodeError(f"payload over the {max_bytes}-byte cap", "oversized")
+        env = decode(data, max_bytes)
+        if env.id != task_id or env.queue != queue:
+            raise DecodeError("envelope id or queue differs from its queue entry", "invalid_schema")
+        return env
+
+    def _bury_flow(self, delivery: Delivery, exc: DecodeError, data: bytes) -> Flow[None]:
+        """A malformed entry never reaches a worker: dead-letter it with a short sample."""
+        task_id = delivery.envelope.id
+        snippet = sample(data)
+        self.log.error(
+            "dead-lettering queue entry %r: %s (%s, %d bytes)",
+            task_id[:100],
+            exc.reason,
+            exc,
+            len(data),
+        )
+        call = self.protocol.dead_letter(
+            delivery,
+            exc.reason,
+            snippet,
+            None,
+            None,
+            f"dead-lettered: {exc.reason}: {exc}",
+            self._ttl_ms(),
+            self.dead_letter_limit,
+        )
+        done = yield from persist(
+            self._call(call),
+            self.config.lease_timeout,
+            self.flavour.sleep,
+            self._health,
+            "dead letter",
+        )
+        if done:
+            yield from self.plugins.broker(
+                "broker_task_dead", broker=self, uuid=task_id, reason=exc.reason, sample=snippet
+            )
+
+    # -- leases -----------------------------------------------------------------------------
+    def heartbeat(self, worker_id: str, leases: dict[str, str]) -> Any:
+        return self._run(self._heartbeat_flow(worker_id, leases))
+
+    def _heartbeat_flow(self, worker_id: str, leases: dict[str, str]) -> Flow[list[str]]:
+        if not leases:
+            return []
+        try:
+            reply = yield self._call(self.protocol.heartbeat(worker_id, leases, self._lease_ms()))
+        except TRANSIENT as exc:
+            # Leases stay ours until the reaper sees them lapse; the next beat renews them.
+            self._health.failed(exc, "heartbeat")
+            return []
+        self._health.ok()
+        lost, cancelled = self.protocol.parse_heartbeat(reply)
+        for task_id, reason in cancelled:
+            # The pub/sub message may have been missed (reconnect): the heartbeat catches up.
+            if task_id not in self._cancel_seen:
+                self._cancel_seen.add(task_id)
+                self.notify_cancel(task_id, reason)
+        return lost
+
+    def notify_cancel(self, uuid: str, reason: str | None) -> None:
+        self._cancel_seen.add(uuid)
+        super().notify_cancel(uuid, reason)
+
+    def _finish(self, delivery: Delivery, mapping: dict[str, str]) -> Any:
+        return self._run(self._finish_flow_(delivery, mapping))
+
+    def _finish_flow_(self, delivery: Delivery, mapping: dict[str, str]) -> Flow[bool]:
+        call = self.protocol.finish(delivery, mapping, self._ttl_ms(), self._take_spent())
+        # The result of a task that ran is worth waiting for through a short outage; a re-sent
+        # finish whose first reply was lost is recognised by the script (reply 2).
+        reply = yield from persist(
+            self._call(call), self.config.lease_timeout, self.flavour.sleep, self._health, "finish"
+        )
+        self._cancel_seen.discard(delivery.envelope.id)
+        self._spent.append(self.keys.ack_memo(delivery.token))
+        return int(reply) in (1, 2)
+
+    def _requeue(self, delivery: Delivery, eta: float | None) -> Any:
+        return self._run(self._requeue_flow(delivery, eta))
+
+    def _requeue_flow(self, delivery: Delivery, eta: float | None) -> Flow[bool]:
+        try:
+            reply = yield from persist(
+                self._call(self.protocol.requeue(delivery, eta)),
+                min(5.0, self.config.lease_timeout),
+                self.flavour.sleep,
+                self._health,
+                "requeue",
+            )
+        except TRANSIENT:
+            # Used while a worker stops: its lease lapses and the reaper returns the task.
+            self.log.warning(
+                "could not hand back task %s; its lease will lapse", delivery.envelope.id
+            )
+            return False
+        return bool(int(reply))
+
+    def _reap(self) -> Any:
+        return self._run(self._reap_flow_())
+
+    def _reap_flow_(self) -> Flow[tuple[list[tuple[str, int]], list[DeadEntry]]]:
+        try:
+            yield self._script("PRUNE", self.storage.record_keys.indexes(), [])
+            scanned = yield self._call(self.protocol.reap_scan(REAP_BATCH))
+            if not scanned:
+                self._health.ok()
+                return [], []
+            call, names = self.protocol.reap(
+                list(scanned), self.config.max_recoveries, self._ttl_ms(), self.dead_letter_limit
+            )
+            reply = yield self._call(call)
+        except TRANSIENT as exc:
+            self._health.failed(exc, "reap")
+            return [], []
+        self._health.ok()
+        recovered, dead, cancelled = self.protocol.parse_reap(reply, names, time.time())
+        for task_id in cancelled:
+            self.log.warning(
+                "task %s was cancelled and its worker was lost; recorded as cancelled", task_id
+            )
+        return recovered, dead
+
+    # -- cancel and dead letters ------------------------------------------------------------
+    def _cancel(self, uuid: str, reason: str | None) -> Any:
+        return self._run(guarded(self._cancel_flow_(uuid, reason), "cancel"))
+
+    def _cancel_flow_(self, uuid: str, reason: str | None) -> Flow[str]:
+        found_meta, found_name = yield pipeline_step(
+            self.client,
+            [
+                ("hget", (self.keys.meta, uuid)),
+                ("hget", (self.storage.record_keys.record(uuid), "task_name")),
+            ],
+        )
+        parsed = parse_meta(found_meta) if found_meta is not None else None
+        queue = parsed[1] if parsed is not None else "default"
+        name = text(found_name) if found_name is not None else None
+        reply = yield self._call(self.protocol.cancel(uuid, reason, queue, name, self._ttl_ms()))
+        return text(reply)
+
+    def _dead_letter(
+        self, delivery: Delivery, reason: str, sample: str, mapping: dict[str, str] | None
+    ) -> Any:
+        return self._run(self._dead_letter_flow_(delivery, reason, sample, mapping))
+
+    def _dead_letter_flow_(
+        self, delivery: Delivery, reason: str, sample: str, mapping: dict[str, str] | None
+    ) -> Flow[bool]:
+        task = (mapping or {}).get("task_name", delivery.envelope.task) or None
+        call = self.protocol.dead_letter(
+            delivery,
+            reason,
+            sample,
+            task,
+            mapping,
+            f"dead-lettered: {reason}",
+            self._ttl_ms(),
+            self.dead_letter_limit,
+        )
+        reply = yield from persist(
+            self._call(call),
+            self.config.lease_timeout,
+            self.flavour.sleep,
+            self._health,
+            "dead letter",
+        )
+        return bool(int(reply))
+
+    # -- admin ------------------------------------------------------------------------------
+    def _flush(self) -> Any:
+        return self._run(
+            guarded(self._scan_delete_flow(self.keys.prefix, self.keys.families), "flush")
+        )
+
+    def _stats(self) -> Any:
+        return self._run(guarded(self._stats_flow_(), "stats"))
+
+    def _stats_flow_(self) -> Flow[dict[str, Any]]:
+        queues = sorted(text(q) for q in (yield partial(self.client.smembers, self.keys.queues)))
+        reply = yield self._call(self.protocol.stats(queues))
+        return self.protocol.parse_stats(queues, list(reply))
+
+    def _list_dead(self, limit: int, offset: int) -> Any:
+        return self._run(guarded(self._list_dead_flow(limit, offset), "list_dead"))
+
+    def _list_dead_flow(self, limit: int, offset: int) -> Flow[list[DeadEntry]]:
+        if limit <= 0:
+            return []
+        ids = [
+            text(x)
+            for x in (
+                yield partial(self.client.zrevrange, self.keys.dead, offset, offset + limit - 1)
+            )
+        ]
+        if not ids:
+            return []
+        values = yield partial(self.client.hmget, self.keys.dead_info, ids)
+        return [
+            parse_dead_info(task_id, value)
+            for task_id, value in zip(ids, values, strict=True)
+            if value is not None
+        ]
+
+    def _retry_dead(self, uuid: str) -> Any:
+        return self._run(guarded(self._retry_dead_flow(uuid), "retry_dead"))
+
+    def _retry_dead_flow(self, uuid: str) -> Flow[bool]:
+        mapping = yield from self.storage._get_flow_(uuid)
+        if mapping is None:
+            return False  # the record expired (result_ttl): nothing left to re-run from
+        env = envelope_from_record(uuid, mapping)
+        payload = encode(env, self.config.max_payload_bytes)
+        return bool(int((yield self._call(self.protocol.retry_dead(env, payload)))))
+
+    def _purge_dead(self, uuid: str | None) -> Any:
+        return self._run(guarded(self._step_flow(self.protocol.purge_dead(uuid)), "purge_dead"))
+
+    def _purge_queue(self, queue: str) -> Any:
+        return self._run(guarded(self._purge_queue_flow(queue), "purge_queue"))
+
+    def _purge_queue_flow(self, queue: str) -> Flow[int]:
+        removed = 0
+        while True:
+            ready, delayed = yield pipeline_step(
+                self.client,
+                [
+                    ("zrange", (self.keys.ready(queue), 0, REAP_BATCH - 1)),
+                    ("zrange", (self.keys.delayed(queue), 0, REAP_BATCH - 1)),
+                ],
+            )
+            ids = [text(x) for x in (*ready, *delayed)]
+            if not ids:
+                return int(removed)
+            removed += yield self._call(
+                self.protocol.purge_queue(queue, ids, self._ttl_ms(), "purged")
+            )
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _start(self) -> Any:
+        return self._run(guarded(self._start_flow_(), "broker start"))
+
+    def _start_flow_(self) -> Flow[None]:
+        self._interrupted = False
+        yield from self._acquire_flow()
+        # Self-check: fails fast (typed) on a wrong URL, password or ACL prefix.
+        yield self._call(self.protocol.reap_scan(0))
+        self._listener.start()
+
+    def _stop(self) -> Any:
+        return self._run(self._stop_flow_())
+
+    def _stop_flow_(self) -> Flow[None]:
+        yield self._listener.stop
+        yield from self._release_flow()
+
+
+class SyncRedisBroker(_RedisBroker, SyncBroker):
+    """Redis broker for the sync app (`redis.Redis`)."""
+
+    def interrupt(self) -> None:
+        """Wake this broker's blocked claims at once (a worker is stopping)."""
+        self._interrupted = True
+        key = self.keys.interrupt(self.broker_id)
+        try:
+            run = pipeline_step(
+                self.client, [("rpush", (key, *["1"] * 16)), ("pexpire", (key, 10_000))]
+            )
+            run()
+        except Exception as exc:  # noqa: BLE001 - best effort: claims end within block_timeout
+            self.log.debug("interrupt failed: %s", exc)
+
+
+class AsyncRedisBroker(_RedisBroker, AsyncBroker):
+    """Redis broker for the asyncio app (`redis.asyncio.Redis`)."""
+
+    flavour = ASYNC
+
+    def interrupt(self) -> None:
+        # Called without await; the async worker cancels its blocked claim tasks itself.
+        self._interrupted = True

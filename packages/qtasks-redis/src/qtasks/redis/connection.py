@@ -1,0 +1,268 @@
+"""Connections, flavours and error handling shared by every Redis component.
+
+The components hold their logic as flows (`qtasks._drive`): generators that yield zero-argument
+steps such as `partial(script, keys, args)`. With a `redis.Redis` client a step returns the
+reply; with a `redis.asyncio.Redis` client it returns a coroutine that the async driver awaits.
+So one flow serves both flavours, and a `Flavour` only says which client to build, how to run a
+flow and how to sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import redis.exceptions as rex
+from qtasks._discovery import redact_url
+from qtasks._drive import Flow, run_async, run_sync
+from qtasks.exc import BrokerError, ConfigError, QueueFullError
+from qtasks.redis.scripts import SOURCES
+from redis.backoff import ExponentialWithJitterBackoff
+
+DEFAULT_URL = "redis://localhost:6379/0"
+URL_SCHEMES = ("redis", "rediss", "unix")
+TRANSIENT: tuple[type[BaseException], ...] = (rex.ConnectionError, rex.TimeoutError)
+"""Errors a worker waits out (BusyLoadingError, raised while Redis replays its AOF, is one)."""
+
+log = logging.getLogger("qtasks.redis")
+
+
+@dataclass(frozen=True)
+class Flavour:
+    is_async: bool
+    run: Callable[[Flow[Any]], Any]
+    sleep: Callable[[float], Any]
+
+
+SYNC = Flavour(False, run_sync, time.sleep)
+ASYNC = Flavour(True, run_async, asyncio.sleep)
+
+
+def text(value: Any) -> str:
+    """A reply item as str (clients may or may not decode responses)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def raw(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def build_client(url: str, is_async: bool, socket_timeout: float) -> Any:
+    """A client with explicit timeouts and a short retry.
+
+    redis-py 8 gives `from_url` clients a 5 s socket timeout and no retries; we set both. One
+    retry with a short backoff covers a pooled connection that died (a Redis restart, a CLIENT
+    KILL) without making producers hang: a call fails within about twice the socket timeout.
+    Workers wait out longer outages in their own loops.
+    """
+    if is_async:
+        from redis.asyncio import Redis as AsyncRedis
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        retry: Any = AsyncRetry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
+        return AsyncRedis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=retry
+        )
+    from redis import Redis
+    from redis.retry import Retry
+
+    retry = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
+    return Redis.from_url(
+        url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=retry
+    )
+
+
+def _target_of_url(url: str) -> tuple[Any, ...]:
+    from redis.connection import parse_url
+
+    opts: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    return (opts.get("host"), opts.get("port"), opts.get("path"), int(opts.get("db") or 0))
+
+
+def _target_of_client(client: Any) -> tuple[Any, ...]:
+    kw = client.connection_pool.connection_kwargs
+    return (kw.get("host"), kw.get("port"), kw.get("path"), int(kw.get("db") or 0))
+
+
+class RedisConnection:
+    """The one client that a broker, its storage and its global config share.
+
+    Built lazily from the URL (so the socket timeout comes from the app's config, which the app
+    binds after construction), or given (`redis_connect=`, used as is). The component that
+    stops last closes an owned client's connections.
+    """
+
+    def __init__(self, url: str | None, client: Any, is_async: bool) -> None:
+        if client is None:
+            url = url or DEFAULT_URL
+            scheme = urlsplit(url).scheme.lower()
+            if scheme not in URL_SCHEMES:
+                raise ConfigError(
+                    f"not a Redis URL: {redact_url(url)!r} "
+                    f"(use {', '.join(s + '://' for s in URL_SCHEMES)})"
+                )
+            query = parse_qs(urlsplit(url).query)
+            if [v.lower() for v in query.get("ssl_cert_reqs", [])] == ["none"]:
+                log.warning(
+                    "%s: ssl_cert_reqs=none turns off TLS certificate checks", redact_url(url)
+                )
+        self.url = url
+        self.is_async = is_async
+        self._client = client
+        self.owned = client is None
+        self._scripts: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._users = 0
+
+    def __repr__(self) -> str:
+        return f"<RedisConnection {redact_url(self.url)!r}>"
+
+    def client(self, socket_timeout: float) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    assert self.url is not None
+                    self._client = build_client(self.url, self.is_async, socket_timeout)
+        return self._client
+
+    def script(self, socket_timeout: float, name: str) -> Any:
+        """A registered script; redis-py reloads it after SCRIPT FLUSH or a restart."""
+        found = self._scripts.get(name)
+        if found is None:
+            found = self._scripts[name] = self.client(socket_timeout).register_script(SOURCES[name])
+        return found
+
+    def target(self) -> tuple[Any, ...]:
+        """(host, port, unix path, db): what must match for scripts to see both key sets."""
+        if self._client is not None:
+            return _target_of_client(self._client)
+        assert self.url is not None
+        return _target_of_url(self.url)
+
+    def socket_timeout(self) -> float | None:
+        if self._client is None:
+            return None
+        value = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+        return None if value is None else float(value)
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def release(self) -> Any:
+        """A step that closes the pool's connections when the last user stops."""
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            last = self._users == 0
+        if last and self.owned and self._client is not None:
+            return self._client.connection_pool.disconnect()
+        return None
+
+
+def translate(exc: BaseException, what: str) -> BaseException:
+    """A redis-py error as the typed error producers see (no URL, so no password)."""
+    if isinstance(exc, rex.OutOfMemoryError):
+        return QueueFullError(
+            f"{what}: Redis is out of memory (maxmemory with noeviction); nothing was written"
+        )
+    if isinstance(exc, rex.NoPermissionError):
+        return BrokerError(
+            f"{what}: the Redis user lacks a permission ({exc}); grant "
+            "~prefix:* and &prefix:* (see the qtasks-redis README)"
+        )
+    if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
+        return BrokerError(f"{what}: Redis refused the credentials")
+    if isinstance(exc, TRANSIENT):
+        return BrokerError(f"{what}: Redis is unreachable ({type(exc).__name__}: {exc})")
+    if isinstance(exc, rex.RedisError):
+        return BrokerError(f"{what}: Redis error ({type(exc).__name__}: {exc})")
+    return exc
+
+
+def guarded(flow: Flow[Any], what: str) -> Flow[Any]:
+    """Run `flow`, raising typed qtasks errors instead of redis-py's."""
+    try:
+        return (yield from flow)
+    except rex.RedisError as exc:
+        raise translate(exc, what) from exc
+
+
+class Health:
+    """Logs an outage once when it starts and once when it ends, not once per call."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.log = logger
+        self.down_since: float | None = None
+
+    def failed(self, exc: BaseException, what: str) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            self.log.warning(
+                "Redis unreachable during %s (%s: %s); retrying with backoff",
+                what,
+                type(exc).__name__,
+                exc,
+            )
+
+    def ok(self) -> None:
+        if self.down_since is not None:
+            self.log.warning(
+                "Redis reachable again after %.1fs", time.monotonic() - self.down_since
+            )
+            self.down_since = None
+
+
+def backoff(attempt: int, cap: float = 1.0) -> float:
+    return float(min(cap, 0.05 * 2 ** min(attempt, 6)))
+
+
+def persist(
+    step: Callable[[], Any],
+    budget: float,
+    sleep: Callable[[float], Any],
+    health: Health,
+    what: str,
+    stop: Callable[[], bool] = lambda: False,
+) -> Flow[Any]:
+    """Run `step` (a script call that is safe to re-send), retrying transient errors with
+    capped backoff for up to `budget` seconds (or until `stop()`), then re-raising."""
+    deadline = time.monotonic() + budget
+    attempt = 0
+    while True:
+        try:
+            value = yield step
+        except TRANSIENT as exc:
+            health.failed(exc, what)
+            attempt += 1
+            if time.monotonic() >= deadline or stop():
+                raise
+            yield partial(sleep, backoff(attempt))
+            continue
+        health.ok()
+        return value
+
+
+def pipeline_step(client: Any, commands: Iterable[tuple[str, tuple[Any, ...]]]) -> Any:
+    """A step that sends plain commands in one round trip (no MULTI) and returns the replies.
+
+    Commands are queued synchronously on both flavours; only `execute` differs (a coroutine on
+    the asyncio client), and the driver awaits it.
+    """
+    commands = list(commands)
+
+    def step() -> Any:
+        pipe = client.pipeline(transaction=False)
+        for name, args in commands:
+            getattr(pipe, name)(*args)
+        return pipe.execute()
+
+    return step

@@ -1,0 +1,720 @@
+"""Every Lua script of the package (the key schema is in `keys.py`).
+
+Conventions shared by all scripts:
+
+* Every key comes in `KEYS[]`; broker scripts start with the task-state block
+  `KEYS[1..6] = lease, owner, msg, meta, recov, cancel`. Scripts that write records get the
+  index block (idx:all then the six status indexes) at a position named `I` in the script.
+* Time comes from the server (`TIME`), never from client clocks: lease deadlines, eta and
+  expiries all use one clock.
+* Work is O(batch): no script scans a whole queue.
+* Out of memory (`maxmemory` + `noeviction`): producer scripts (enqueue, record put, config set)
+  start with a write that Redis refuses under OOM, so they fail before writing anything and the
+  producer gets `QueueFullError`. Worker scripts (claim, finish, requeue, reap, dead letter)
+  start with a harmless non-allocating write (`allow_oom`): once a script has written, Redis
+  lets it finish, so workers keep draining the queue (which frees memory) during OOM. Redis 6.2
+  has no `#!lua flags=allow-oom`, hence the trick.
+* Replies are flat arrays of strings and integers (the same in RESP2 and RESP3).
+"""
+
+from __future__ import annotations
+
+from qtasks.redis.keys import DONE_TTL_MS, MEMO_TTL_MS
+
+_PRELUDE = """
+local STATUSES = {'new', 'process', 'success', 'error', 'cancel', 'retry'}
+local FINAL = {success = true, error = true, cancel = true, retry = true}
+local SPAN = 4294967296
+-- Index scores. Finished records: their expiry (ms), so ZREMRANGEBYSCORE -inf now prunes what
+-- expired; FOREVER + finish time without a TTL; LIVE + last change while queued or running.
+-- Reversed, an index lists live tasks first (newest first), then the most recently finished.
+local LIVE = 4503599627370496
+local FOREVER = 2251799813685248
+local DONE_TTL = @DONE_TTL@
+local MEMO_TTL = @MEMO_TTL@
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Seconds, as records store timestamps.
+local function stamp(ms)
+  return string.format('%.3f', ms / 1000)
+end
+
+local function allow_oom()
+  redis.call('ZREM', KEYS[1], '')
+end
+
+-- Ready-queue score: lower priority first, FIFO within a priority (seq wraps at 2^32).
+local function ready_score(seq_key, priority)
+  return priority * SPAN + (redis.call('INCR', seq_key) % SPAN)
+end
+
+local function priority_of(meta)
+  if not meta then return 0 end
+  return tonumber(string.match(meta, '^(-?%d+)')) or 0
+end
+
+-- One wake-up token is enough: a worker that claims and leaves work behind passes it on.
+local function wake(key)
+  if redis.call('LLEN', key) == 0 then redis.call('RPUSH', key, '1') end
+end
+
+-- Memos whose reply the client has received are deleted by its next call (KEYS[#KEYS-n+1..]).
+local function drop_spent(n)
+  for i = #KEYS - n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
+end
+
+-- Forget a task's queue state (not its queue entry, not its record).
+local function forget(id)
+  redis.call('ZREM', KEYS[1], id)
+  for i = 2, 6 do redis.call('HDEL', KEYS[i], id) end
+end
+
+-- Replace a hash with ARGV[from .. from + 2n - 1]; the write comes first (see OOM above).
+local function replace_hash(key, from, n)
+  if n == 0 then return end
+  redis.call('HSET', key, unpack(ARGV, from, from + 2 * n - 1))
+  local keep = {}
+  for i = from, from + 2 * n - 1, 2 do keep[ARGV[i]] = true end
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if not keep[field] then redis.call('HDEL', key, field) end
+  end
+end
+
+local function field_of(from, n, name)
+  for i = from, from + 2 * n - 1, 2 do
+    if ARGV[i] == name then return ARGV[i + 1] end
+  end
+  return nil
+end
+
+-- Index a record under KEYS[I] (idx:all) and KEYS[I+1..I+6] (per status).
+local function index_record(I, name_key, id, status, score)
+  redis.call('ZADD', KEYS[I], score, id)
+  for i, s in ipairs(STATUSES) do
+    if s == status then
+      redis.call('ZADD', KEYS[I + i], score, id)
+    else
+      redis.call('ZREM', KEYS[I + i], id)
+    end
+  end
+  if name_key then redis.call('ZADD', name_key, score, id) end
+end
+
+-- After a record write: a final record gets its TTL and wakes its result waiters; an unfinished
+-- one lives as long as its task.
+local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now)
+  local score = LIVE + now
+  if FINAL[status] then
+    if ttl_ms > 0 then
+      redis.call('PEXPIRE', rec, ttl_ms)
+      score = now + ttl_ms
+    else
+      redis.call('PERSIST', rec)
+      score = FOREVER + now
+    end
+    if redis.call('LLEN', done) == 0 then redis.call('RPUSH', done, '1') end
+    redis.call('PEXPIRE', done, DONE_TTL)
+  else
+    redis.call('PERSIST', rec)
+  end
+  index_record(I, name_key, id, status, score)
+end
+
+-- A dead-lettered task's record: status error with the reason (the worker's traceback, if it
+-- wrote one, is kept).
+local function fail_record(I, rec, done, name_key, id, reason, message, ttl_ms, now)
+  if redis.call('EXISTS', rec) == 0 then return end
+  local s = stamp(now)
+  redis.call('HSET', rec, 'status', 'error', 'dead_reason', reason, 'updated_at', s)
+  redis.call('HSETNX', rec, 'traceback', message)
+  redis.call('HSETNX', rec, 'finished_at', s)
+  settle_record(I, rec, done, name_key, id, 'error', ttl_ms, now)
+end
+
+-- Tasks finished per second over the last minute, in a 60-field ring ("sec:count").
+local function count_finished(key, now)
+  local sec = math.floor(now / 1000)
+  local field = tostring(sec % 60)
+  local n = 1
+  local cur = redis.call('HGET', key, field)
+  if cur then
+    local at, c = string.match(cur, '^(%d+):(%d+)$')
+    if tonumber(at) == sec then n = tonumber(c) + 1 end
+  end
+  redis.call('HSET', key, field, string.format('%d:%d', sec, n))
+end
+
+-- Dead-letter entry "reason\\nat\\n<len(task)>\\n<task><sample>", capped at `cap` entries.
+local function bury(dead, info, id, reason, sample, task, now, cap)
+  redis.call('ZADD', dead, now, id)
+  redis.call('HSET', info, id,
+             reason .. '\\n' .. now .. '\\n' .. string.len(task) .. '\\n' .. task .. sample)
+  local excess = redis.call('ZCARD', dead) - cap
+  if excess > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', dead, 0, excess - 1)) do
+      redis.call('ZREM', dead, old)
+      redis.call('HDEL', info, old)
+    end
+  end
+end
+""".replace("@DONE_TTL@", str(DONE_TTL_MS)).replace("@MEMO_TTL@", str(MEMO_TTL_MS))
+
+# KEYS: 1-6 state, 7 seq, 8 queues set, 9-15 index block, 16.. (ready, delayed, wake) per queue,
+#       then (record, name index) per item.
+# ARGV: nq, ni, queue names..., then per item: id, payload, meta, priority, eta_ms|'', queue
+#       index, status, nf, fields...
+# -> created flags (1 written, 0 skipped: the id exists, so a re-sent enqueue is a no-op)
+ENQUEUE = """
+local now = now_ms()
+local nq, ni = tonumber(ARGV[1]), tonumber(ARGV[2])
+local Q = 16
+local base = Q + 3 * nq
+local a = 3
+for _ = 1, nq do
+  redis.call('SADD', KEYS[8], ARGV[a])
+  a = a + 1
+end
+local created, touched = {}, {}
+for i = 0, ni - 1 do
+  local id, payload, meta = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local priority, eta, q = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  local status, nf = ARGV[a + 6], tonumber(ARGV[a + 7])
+  local from = a + 8
+  a = from + 2 * nf
+  local rec, name_key = KEYS[base + 2 * i], KEYS[base + 2 * i + 1]
+  if redis.call('EXISTS', rec) == 1 or redis.call('HEXISTS', KEYS[3], id) == 1 then
+    created[i + 1] = 0
+  else
+    if nf > 0 then redis.call('HSET', rec, unpack(ARGV, from, from + 2 * nf - 1)) end
+    redis.call('HSET', KEYS[3], id, payload)
+    redis.call('HSET', KEYS[4], id, meta)
+    if eta and eta > now then
+      redis.call('ZADD', KEYS[Q + 3 * q + 1], eta, id)
+    else
+      redis.call('ZADD', KEYS[Q + 3 * q], ready_score(KEYS[7], priority), id)
+    end
+    touched[q] = true
+    redis.call('ZREMRANGEBYSCORE', name_key, '-inf', now)
+    index_record(9, name_key, id, status, LIVE + now)
+    created[i + 1] = 1
+  end
+end
+for q, _ in pairs(touched) do wake(KEYS[Q + 3 * q + 2]) end
+return created
+"""
+
+# KEYS: 1-6 state, 7 seq, 8 claim memo, 9.. (ready, delayed, wake) per queue, then spent memos.
+# ARGV: worker, limit, lease_ms, claim id, max payload bytes, nq, number of spent memos.
+# -> {now, next eta or -1, then per claimed task: id, token, queue index, kind, data}
+#    kind: 'ok' (data = payload), 'oversized' (data = first KiB), 'missing' (no payload).
+CLAIM = """
+local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local claim_id, max_bytes, nq = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = now_ms()
+local out = {now, -1}
+
+local function add(id, token, q)
+  local kind, data = 'ok', ''
+  local size = redis.call('HSTRLEN', KEYS[3], id)
+  if size > max_bytes then
+    kind, data = 'oversized', string.sub(redis.call('HGET', KEYS[3], id), 1, 1024)
+  elseif size > 0 then
+    data = redis.call('HGET', KEYS[3], id)
+  elseif redis.call('HEXISTS', KEYS[3], id) == 0 then
+    kind = 'missing'
+  end
+  for _, v in ipairs({id, token, q, kind, data}) do out[#out + 1] = v end
+end
+
+-- A re-sent claim (lost reply, client retry) returns what the first one claimed.
+local memo = redis.call('GET', KEYS[8])
+if memo then
+  for id, token, q in string.gmatch(memo, '([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n') do
+    if redis.call('HGET', KEYS[2], id) == worker .. '\\n' .. token then
+      add(id, token, tonumber(q))
+    end
+  end
+  return out
+end
+
+allow_oom()
+drop_spent(tonumber(ARGV[7]))
+-- Due delayed tasks join their ready queue.
+for q = 0, nq - 1 do
+  local ready, delayed = KEYS[9 + 3 * q], KEYS[10 + 3 * q]
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)) do
+    redis.call('ZADD', ready, ready_score(KEYS[7], priority_of(redis.call('HGET', KEYS[4], id))),
+               id)
+    redis.call('ZREM', delayed, id)
+  end
+end
+
+-- The best `limit` across the queues: the first `limit` of each, merged by score.
+local cands = {}
+for q = 0, nq - 1 do
+  local r = redis.call('ZRANGE', KEYS[9 + 3 * q], 0, limit - 1, 'WITHSCORES')
+  for i = 1, #r, 2 do cands[#cands + 1] = {tonumber(r[i + 1]), r[i], q} end
+end
+table.sort(cands, function(x, y)
+  if x[1] ~= y[1] then return x[1] < y[1] end
+  return x[3] < y[3]
+end)
+
+local deadline = now + lease_ms
+local n, memo_parts = 0, {}
+for _, c in ipairs(cands) do
+  if n >= limit then break end
+  local id, q = c[2], c[3]
+  redis.call('ZREM', KEYS[9 + 3 * q], id)
+  -- An id that is already leased (a duplicate entry) is dropped, never run twice.
+  if not redis.call('ZSCORE', KEYS[1], id) then
+    n = n + 1
+    local token = claim_id .. ':' .. n
+    redis.call('ZADD', KEYS[1], deadline, id)
+    redis.call('HSET', KEYS[2], id, worker .. '\\n' .. token)
+    add(id, token, q)
+    if not string.find(id, '\\n', 1, true) then
+      memo_parts[#memo_parts + 1] = id .. '\\n' .. token .. '\\n' .. q .. '\\n'
+    end
+  end
+end
+if n > 0 then
+  redis.call('SET', KEYS[8], table.concat(memo_parts), 'PX', lease_ms)
+end
+
+local next_eta = -1
+for q = 0, nq - 1 do
+  -- Work left behind: pass the wake-up on to another idle worker.
+  if redis.call('ZCARD', KEYS[9 + 3 * q]) > 0 then wake(KEYS[11 + 3 * q]) end
+  local first = redis.call('ZRANGE', KEYS[10 + 3 * q], 0, 0, 'WITHSCORES')
+  if first[2] then
+    local eta = tonumber(first[2])
+    if next_eta < 0 or eta < next_eta then next_eta = eta end
+  end
+end
+out[2] = next_eta
+return out
+"""
+
+# KEYS: 1-6 state. ARGV: worker, lease_ms, then id, token pairs.
+# -> {lost ids, {id, reason, ...} of held tasks that were asked to cancel}
+HEARTBEAT = """
+local deadline = now_ms() + tonumber(ARGV[2])
+local lost, cancelled = {}, {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[2], id) == ARGV[1] .. '\\n' .. ARGV[i + 1] then
+    redis.call('ZADD', KEYS[1], deadline, id)
+    local reason = redis.call('HGET', KEYS[6], id)
+    if reason then
+      cancelled[#cancelled + 1] = id
+      cancelled[#cancelled + 1] = reason
+    end
+  else
+    lost[#lost + 1] = id
+  end
+end
+return {lost, cancelled}
+"""
+
+# KEYS: 1-6 state, 7 ack memo, 8 finished ring, 9-15 index block, 16 record, 17 done,
+#       18 name index, then spent memos.
+# ARGV: id, worker, token, ttl_ms, status, number of spent memos, nf, fields...
+# -> 1 written, 2 already written by this lease (a re-sent finish), 0 lease lost.
+FINISH = """
+local id = ARGV[1]
+if redis.call('HGET', KEYS[2], id) ~= ARGV[2] .. '\\n' .. ARGV[3] then
+  if redis.call('EXISTS', KEYS[7]) == 1 then return 2 end
+  return 0
+end
+allow_oom()
+drop_spent(tonumber(ARGV[6]))
+local now = now_ms()
+local recoveries = tonumber(redis.call('HGET', KEYS[5], id) or '0') or 0
+local nf = tonumber(ARGV[7])
+replace_hash(KEYS[16], 8, nf)
+-- The worker builds its record from the envelope; the recoveries are Redis's to count.
+if recoveries > (tonumber(redis.call('HGET', KEYS[16], 'recoveries') or '0') or 0) then
+  redis.call('HSET', KEYS[16], 'recoveries', recoveries)
+end
+forget(id)
+settle_record(9, KEYS[16], KEYS[17], KEYS[18], id, ARGV[5], tonumber(ARGV[4]), now)
+count_finished(KEYS[8], now)
+redis.call('SET', KEYS[7], '1', 'PX', MEMO_TTL)
+return 1
+"""
+
+# KEYS: 1-6 state, 7 seq, 8 ready, 9 delayed, 10 wake, 11-17 index block, 18 record.
+# ARGV: id, worker, token, eta_ms|''.  -> 1 handed back, 0 lease lost.
+REQUEUE = """
+local id = ARGV[1]
+if redis.call('HGET', KEYS[2], id) ~= ARGV[2] .. '\\n' .. ARGV[3] then return 0 end
+allow_oom()
+local now = now_ms()
+redis.call('ZREM', KEYS[1], id)
+redis.call('HDEL', KEYS[2], id)
+local eta = tonumber(ARGV[4])
+if eta and eta > now then
+  redis.call('ZADD', KEYS[9], eta, id)
+else
+  redis.call('ZADD', KEYS[8], ready_score(KEYS[7], priority_of(redis.call('HGET', KEYS[4], id))),
+             id)
+end
+wake(KEYS[10])
+if redis.call('HGET', KEYS[18], 'status') == 'process' then
+  redis.call('HSET', KEYS[18], 'status', 'new', 'updated_at', stamp(now))
+  index_record(11, false, id, 'new', LIVE + now)
+end
+return 1
+"""
+
+# KEYS: 1 lease, 2 meta.  ARGV: limit.  -> {id, meta, ...} of lapsed leases (read only).
+REAP_SCAN = """
+local now = now_ms()
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
+                               tonumber(ARGV[1]))) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
+end
+return out
+"""
+
+# KEYS: 1-6 state, 7 seq, 8 dead, 9 dead info, 10-16 index block, 17.. (ready, wake) per
+#       queue, then (record, done, name index) per item.
+# ARGV: max recoveries, ttl_ms, dead cap, nq, ni, then per item: id, queue index, has name,
+#       task name.
+# -> {{id, recoveries, ...} returned to their queue, {id, sample, ...} dead-lettered as
+#    poison, {id, ...} finished as cancelled (asked to cancel, then their worker died)}
+REAP = """
+local max_rec, ttl, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local nq, ni = tonumber(ARGV[4]), tonumber(ARGV[5])
+local Q = 17
+local base = Q + 2 * nq
+allow_oom()
+local now = now_ms()
+local recovered, dead, cancelled = {}, {}, {}
+for i = 0, ni - 1 do
+  local a = 6 + 4 * i
+  local id, q, task = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 3]
+  local rec, done = KEYS[base + 3 * i], KEYS[base + 3 * i + 1]
+  local name_key = false
+  if ARGV[a + 2] == '1' then name_key = KEYS[base + 3 * i + 2] end
+  local deadline = redis.call('ZSCORE', KEYS[1], id)
+  -- Re-checked here: a heartbeat or a finish since the scan wins.
+  if deadline and tonumber(deadline) <= now then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    local count = redis.call('HINCRBY', KEYS[5], id, 1)
+    local flagged = redis.call('HGET', KEYS[6], id)
+    if flagged then
+      if redis.call('EXISTS', rec) == 1 then
+        local s = stamp(now)
+        redis.call('HSET', rec, 'status', 'cancel', 'updated_at', s, 'finished_at', s)
+        if string.sub(flagged, 1, 1) == '1' then
+          redis.call('HSET', rec, 'cancel_reason', string.sub(flagged, 2))
+        end
+        settle_record(10, rec, done, name_key, id, 'cancel', ttl, now)
+      end
+      forget(id)
+      cancelled[#cancelled + 1] = id
+    elseif count > max_rec then
+      local sample = string.sub(redis.call('HGET', KEYS[3], id) or '', 1, 1024)
+      bury(KEYS[8], KEYS[9], id, 'poison', sample, task, now, cap)
+      fail_record(10, rec, done, name_key, id, 'poison',
+                  'dead-lettered: poison (its worker was lost ' .. count .. ' times)', ttl, now)
+      forget(id)
+      dead[#dead + 1] = id
+      dead[#dead + 1] = sample
+    else
+      redis.call('ZADD', KEYS[Q + 2 * q],
+                 ready_score(KEYS[7], priority_of(redis.call('HGET', KEYS[4], id))), id)
+      wake(KEYS[Q + 2 * q + 1])
+      local status = redis.call('HGET', rec, 'status')
+      if status and not FINAL[status] then
+        redis.call('HSET', rec, 'status', 'new', 'recoveries', count, 'updated_at', stamp(now))
+        index_record(10, name_key, id, 'new', LIVE + now)
+      end
+      recovered[#recovered + 1] = id
+      recovered[#recovered + 1] = count
+    end
+  end
+end
+return {recovered, dead, cancelled}
+"""
+
+# KEYS: 1-6 state, 7 dead, 8 dead info, 9-15 index block, 16 record, 17 done, 18 name index.
+# ARGV: id, worker, token, reason, sample, task, ttl_ms, dead cap, has name, message, nf,
+#       fields...  (the worker's record if nf > 0; either way it ends as status error with
+#       `dead_reason`, and `message` as traceback unless it has one)
+# -> 1 dead-lettered, 0 lease lost.
+DEAD_LETTER = """
+local id = ARGV[1]
+if redis.call('HGET', KEYS[2], id) ~= ARGV[2] .. '\\n' .. ARGV[3] then return 0 end
+allow_oom()
+local now = now_ms()
+local ttl, nf = tonumber(ARGV[7]), tonumber(ARGV[11])
+local name_key = false
+if ARGV[9] == '1' then name_key = KEYS[18] end
+bury(KEYS[7], KEYS[8], id, ARGV[4], ARGV[5], ARGV[6], now, tonumber(ARGV[8]))
+forget(id)
+if nf > 0 then replace_hash(KEYS[16], 12, nf) end
+fail_record(9, KEYS[16], KEYS[17], name_key, id, ARGV[4], ARGV[10], ttl, now)
+return 1
+"""
+
+# KEYS: 1-6 state, 7 ready, 8 delayed, 9-15 index block, 16 record, 17 done, 18 name index.
+# ARGV: id, has reason, reason, ttl_ms, channel, has name.
+# -> 'signalled' (leased: its worker is told), 'cancelled' (was queued: never runs),
+#    'final' (a record but no queue entry), 'unknown'.
+CANCEL = """
+local id = ARGV[1]
+local rec = KEYS[16]
+if redis.call('ZSCORE', KEYS[1], id) then
+  -- Stored and sent as '0' (no reason) or '1' .. reason.
+  redis.call('HSET', KEYS[6], id, ARGV[2] .. ARGV[3])
+  redis.call('PUBLISH', ARGV[5], id .. '\\n' .. ARGV[2] .. ARGV[3])
+  return 'signalled'
+end
+if redis.call('HEXISTS', KEYS[3], id) == 1 then
+  local now = now_ms()
+  if redis.call('EXISTS', rec) == 1 then
+    local s = stamp(now)
+    redis.call('HSET', rec, 'status', 'cancel', 'updated_at', s, 'finished_at', s)
+    if ARGV[2] == '1' then redis.call('HSET', rec, 'cancel_reason', ARGV[3]) end
+    local name_key = false
+    if ARGV[6] == '1' then name_key = KEYS[18] end
+    settle_record(9, rec, KEYS[17], name_key, id, 'cancel', tonumber(ARGV[4]), now)
+  end
+  redis.call('ZREM', KEYS[7], id)
+  redis.call('ZREM', KEYS[8], id)
+  forget(id)
+  return 'cancelled'
+end
+if redis.call('EXISTS', rec) == 1 then return 'final' end
+return 'unknown'
+"""
+
+# Administration (stats, CLI, web view).
+
+# KEYS: 1 lease, 2 dead, 3 finished ring, then (ready, delayed) per queue.  Read only.
+# -> {processing, dead, finished in the last minute, then per queue {ready, delayed,
+#    {priority, count, ...}}}; priorities are found by range, O(priorities * log n).
+STATS = """
+local now = now_ms()
+local sec = math.floor(now / 1000)
+local finished = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[3])) do
+  local at, c = string.match(v, '^(%d+):(%d+)$')
+  if at and sec - tonumber(at) < 60 then finished = finished + tonumber(c) end
+end
+local out = {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), finished}
+for q = 4, #KEYS, 2 do
+  local prios = {}
+  local first = redis.call('ZRANGE', KEYS[q], 0, 0, 'WITHSCORES')
+  while first[2] and #prios < 2000 do
+    local p = math.floor(tonumber(first[2]) / SPAN)
+    local hi = (p + 1) * SPAN
+    prios[#prios + 1] = p
+    prios[#prios + 1] = redis.call('ZCOUNT', KEYS[q], p * SPAN, string.format('(%.0f', hi))
+    first = redis.call('ZRANGEBYSCORE', KEYS[q], hi, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  end
+  out[#out + 1] = {redis.call('ZCARD', KEYS[q]), redis.call('ZCARD', KEYS[q + 1]), prios}
+end
+return out
+"""
+
+# KEYS: 1-6 state, 7 seq, 8 dead, 9 dead info, 10 ready, 11 wake, 12-18 index block, 19 record,
+#       20 name index.
+# ARGV: id, payload, meta, priority.  -> 1 queued again, 0 not dead-lettered or no record.
+RETRY_DEAD = """
+local id = ARGV[1]
+if not redis.call('ZSCORE', KEYS[8], id) or redis.call('EXISTS', KEYS[19]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[3], id, ARGV[2])
+redis.call('HSET', KEYS[4], id, ARGV[3])
+redis.call('HDEL', KEYS[5], id)
+redis.call('ZREM', KEYS[8], id)
+redis.call('HDEL', KEYS[9], id)
+redis.call('ZADD', KEYS[10], ready_score(KEYS[7], tonumber(ARGV[4])), id)
+wake(KEYS[11])
+local now = now_ms()
+redis.call('HSET', KEYS[19], 'status', 'new', 'recoveries', '0', 'updated_at', stamp(now))
+redis.call('HDEL', KEYS[19], 'dead_reason', 'traceback', 'finished_at', 'started_at')
+redis.call('PERSIST', KEYS[19])
+index_record(12, KEYS[20], id, 'new', LIVE + now)
+return 1
+"""
+
+# KEYS: 1 dead, 2 dead info.  ARGV: id, or nothing for all.  -> entries removed.
+PURGE_DEAD = """
+if #ARGV == 0 then
+  local n = redis.call('ZCARD', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return n
+end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+# KEYS: 1-6 state, 7 ready, 8 delayed, 9-15 index block, then (record, done) per id.
+# ARGV: ttl_ms, reason, ids...  -> tasks removed (still queued: a claimed one is left alone).
+PURGE_QUEUE = """
+local now = now_ms()
+local s = stamp(now)
+local n = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local rec, done = KEYS[16 + 2 * (i - 3)], KEYS[17 + 2 * (i - 3)]
+  if redis.call('ZREM', KEYS[7], id) + redis.call('ZREM', KEYS[8], id) > 0 then
+    forget(id)
+    if redis.call('EXISTS', rec) == 1 then
+      redis.call('HSET', rec, 'status', 'cancel', 'cancel_reason', ARGV[2], 'updated_at', s,
+                 'finished_at', s)
+      settle_record(9, rec, done, false, id, 'cancel', tonumber(ARGV[1]), now)
+    end
+    n = n + 1
+  end
+end
+return n
+"""
+
+# Storage. KEYS: 1-7 index block, 8 record, 9 done, 10 name index.
+# ARGV: id, ttl_ms, status, has name, nf, fields...
+PUT = """
+local now = now_ms()
+local name_key = false
+if ARGV[4] == '1' then name_key = KEYS[10] end
+replace_hash(KEYS[8], 6, tonumber(ARGV[5]))
+settle_record(1, KEYS[8], KEYS[9], name_key, ARGV[1], ARGV[3], tonumber(ARGV[2]), now)
+return 1
+"""
+
+# KEYS: 1-7 index block, 8 record, 9 done.  ARGV: id, ttl_ms, nf, fields...
+# -> 1 updated, 0 no such record (nothing created), -1 refused: the record is final and the
+#    update would make it unfinished (a worker that lost its lease, late).
+UPDATE = """
+local rec = KEYS[8]
+if redis.call('EXISTS', rec) == 0 then return 0 end
+-- Workers update records (status `process`) while draining during OOM, like their other writes.
+allow_oom()
+local nf = tonumber(ARGV[3])
+local status = field_of(4, nf, 'status')
+local current = redis.call('HGET', rec, 'status')
+if status and current and FINAL[current] and not FINAL[status] then return -1 end
+redis.call('HSET', rec, unpack(ARGV, 4, 3 + 2 * nf))
+if status and status ~= current then
+  settle_record(1, rec, KEYS[9], false, ARGV[1], status, tonumber(ARGV[2]), now_ms())
+end
+return 1
+"""
+
+# KEYS: index block.  -> live entries per index (idx:all first).  Read only.
+COUNT = """
+local now = now_ms()
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf') end
+return out
+"""
+
+# KEYS: indexes to prune.  -> entries removed (their records expired).
+PRUNE = """
+local now = now_ms()
+local n = 0
+for i = 1, #KEYS do n = n + redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
+return n
+"""
+
+# Global config: a hash of JSON values plus a zset of per-key expiries (Redis 6.2 has no
+# per-field TTL). When every key of a hash has an expiry, both keys expire with the last.
+_CONFIG_PRELUDE = """
+local function purge(hash, ttls, now)
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', ttls, '-inf', now)) do
+    redis.call('HDEL', hash, key)
+    redis.call('ZREM', ttls, key)
+  end
+end
+
+local function settle_expiry(hash, ttls)
+  local n, m = redis.call('HLEN', hash), redis.call('ZCARD', ttls)
+  if m > 0 and m >= n then
+    local last = redis.call('ZRANGE', ttls, -1, -1, 'WITHSCORES')
+    local at = math.floor(tonumber(last[2]))
+    redis.call('PEXPIREAT', hash, at)
+    redis.call('PEXPIREAT', ttls, at)
+  else
+    redis.call('PERSIST', hash)
+    if m > 0 then redis.call('PERSIST', ttls) end
+  end
+end
+"""
+
+# KEYS: 1 hash, 2 ttls, 3 names, 4 nx memo.  ARGV: key, value, ttl_ms, only new, name.
+# -> 1 stored, 0 not stored (only new, and the key exists)
+CONFIG_SET = """
+local key, ttl, only_new = ARGV[1], tonumber(ARGV[3]), ARGV[4] == '1'
+if only_new and redis.call('EXISTS', KEYS[4]) == 1 then return 1 end
+local now = now_ms()
+local exp = redis.call('ZSCORE', KEYS[2], key)
+if only_new and redis.call('HEXISTS', KEYS[1], key) == 1
+   and not (exp and tonumber(exp) <= now) then
+  return 0
+end
+redis.call('HSET', KEYS[1], key, ARGV[2])
+if ttl > 0 then
+  redis.call('ZADD', KEYS[2], now + ttl, key)
+else
+  redis.call('ZREM', KEYS[2], key)
+end
+purge(KEYS[1], KEYS[2], now)
+settle_expiry(KEYS[1], KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[5])
+if only_new then redis.call('SET', KEYS[4], '1', 'PX', MEMO_TTL) end
+return 1
+"""
+
+# KEYS: 1 hash, 2 ttls.  -> flat key, value list of unexpired keys.
+CONFIG_GET_ALL = """
+purge(KEYS[1], KEYS[2], now_ms())
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: 1 hash, 2 ttls.  ARGV: key.
+CONFIG_DELETE = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+settle_expiry(KEYS[1], KEYS[2])
+return 1
+"""
+
+SOURCES: dict[str, str] = {
+    name: _PRELUDE + (_CONFIG_PRELUDE if name.startswith("CONFIG") else "") + body
+    for name, body in {
+        "ENQUEUE": ENQUEUE,
+        "CLAIM": CLAIM,
+        "HEARTBEAT": HEARTBEAT,
+        "FINISH": FINISH,
+        "REQUEUE": REQUEUE,
+        "REAP_SCAN": REAP_SCAN,
+        "REAP": REAP,
+        "DEAD_LETTER": DEAD_LETTER,
+        "CANCEL": CANCEL,
+        "STATS": STATS,
+        "RETRY_DEAD": RETRY_DEAD,
+        "PURGE_DEAD": PURGE_DEAD,
+        "PURGE_QUEUE": PURGE_QUEUE,
+        "PUT": PUT,
+        "UPDATE": UPDATE,
+        "COUNT": COUNT,
+        "PRUNE": PRUNE,
+        "CONFIG_SET": CONFIG_SET,
+        "CONFIG_GET_ALL": CONFIG_GET_ALL,
+        "CONFIG_DELETE": CONFIG_DELETE,
+    }.items()
+}
+"""Full source of each script, prelude included, by name."""
