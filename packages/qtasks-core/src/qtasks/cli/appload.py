@@ -13,6 +13,10 @@ from typing import Any
 from qtasks._discovery import redact_url
 from qtasks.apps.base import BaseQueueTasks
 from qtasks.cli.errors import EXIT_APP, EXIT_BROKER, CliError
+from qtasks.exc import BrokerError
+
+loaded: list[BaseQueueTasks] = []
+"""Apps loaded by this command, so errors can name the broker (its URL masked)."""
 
 
 def load_app(path: str | None) -> Any:
@@ -38,6 +42,7 @@ def load_app(path: str | None) -> Any:
         obj = obj()  # a factory, as 1.7 accepted
     if not isinstance(obj, BaseQueueTasks):
         raise CliError(f"{path} is a {type(obj).__name__}, not a QueueTasks app", EXIT_APP)
+    loaded.append(obj)
     return obj
 
 
@@ -57,6 +62,8 @@ def broker_url(app: BaseQueueTasks) -> str:
     return redact_url(getattr(app.broker, "url", None) or "memory://")
 
 
-def unreachable(app: BaseQueueTasks, exc: BaseException) -> CliError:
-    reason = type(exc).__name__
-    return CliError(f"cannot reach the broker at {broker_url(app)} ({reason})", EXIT_BROKER)
+def unreachable(exc: BaseException) -> CliError:
+    """One line naming the broker (password masked) and the error's kind."""
+    where = f" at {broker_url(loaded[-1])}" if loaded else ""
+    detail = str(exc).split("\n", 1)[0] if isinstance(exc, BrokerError) else type(exc).__name__
+    return CliError(f"cannot reach the broker{where}: {detail}", EXIT_BROKER)

@@ -9,6 +9,7 @@ from typing import Any
 
 from qtasks import _discovery
 from qtasks.cli import admin, meta, tasks
+from qtasks.cli.appload import unreachable
 from qtasks.cli.errors import EXIT_BROKER, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 from qtasks.exc import BrokerError
 
@@ -46,13 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"qtasks: error: {exc}", file=sys.stderr)
         return exc.code
-    except BrokerError as exc:
-        print(f"qtasks: error: {exc}", file=sys.stderr)
-        return EXIT_BROKER
-    except (ConnectionError, TimeoutError, OSError) as exc:
-        app = getattr(args, "app", None)
-        print(f"qtasks: error: cannot reach the broker of {app} ({type(exc).__name__})",
-              file=sys.stderr)
+    except (BrokerError, ConnectionError, TimeoutError) as exc:
+        print(f"qtasks: error: {unreachable(exc)}", file=sys.stderr)
         return EXIT_BROKER
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
