@@ -30,6 +30,22 @@ def installed_distributions() -> list[tuple[str, str, dict[str, list[str]]]]:
     return sorted(found.values())
 
 
+def plugin_hooks(entry_point_name: str) -> list[str]:
+    """The triggers a `qtasks.plugins` entry point implements (empty if it fails to load)."""
+    from qtasks import _discovery
+    from qtasks.plugins.manager import PluginHost
+
+    host = PluginHost()
+    for ep in _discovery.entry_points("qtasks.plugins"):
+        if ep.name == entry_point_name:
+            try:
+                plugin = ep.load()
+            except Exception:  # noqa: BLE001 - listed as providing nothing
+                return []
+            return sorted(n for n in dir(plugin) if host.pm.parse_hookimpl_opts(plugin, n))
+    return []
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     blocked = disabled_plugin_names()
     rows = []
@@ -37,9 +53,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for name, version, provided in installed_distributions():
         hooks = provided.get("qtasks.plugins", [])
         disabled = [h for h in hooks if h in blocked or not autoload_enabled()]
+        triggers = {h: plugin_hooks(h) for h in hooks}
         report.append({"distribution": name, "version": version, "provides": provided,
-                       "disabled": disabled})
-        groups = sorted(provided.items()) or [("-", [])]
+                       "hooks": triggers, "disabled": disabled})
+        shown = dict(provided)
+        if triggers:
+            shown["hooks"] = [t for names in triggers.values() for t in names]
+        groups = sorted(shown.items()) or [("-", [])]
         for number, (group, eps) in enumerate(groups):
             first = number == 0
             rows.append((name if first else "", version if first else "",
