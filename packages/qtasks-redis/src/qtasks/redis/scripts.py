@@ -26,12 +26,18 @@ local STATUSES = {'new', 'process', 'success', 'error', 'cancel', 'retry'}
 local FINAL = {success = true, error = true, cancel = true, retry = true}
 local SPAN = 4294967296
 -- Index scores. Finished records: their expiry (ms), so ZREMRANGEBYSCORE -inf now prunes what
--- expired; FOREVER + finish time without a TTL; LIVE + last change while queued or running.
--- Reversed, an index lists live tasks first (newest first), then the most recently finished.
+-- expired; FOREVER + finish time (ms) without a TTL; LIVE + last change (us, plus the position
+-- in a batch) while queued or running. All stay below 2^53, exact as doubles. Reversed, an
+-- index lists live tasks first (latest first), then the most recently finished.
 local LIVE = 4503599627370496
 local FOREVER = 2251799813685248
 local DONE_TTL = @DONE_TTL@
 local MEMO_TTL = @MEMO_TTL@
+
+local function live_score(offset)
+  local t = redis.call('TIME')
+  return LIVE + tonumber(t[1]) * 1000000 + tonumber(t[2]) + (offset or 0)
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -107,7 +113,7 @@ end
 -- After a record write: a final record gets its TTL and wakes its result waiters; an unfinished
 -- one lives as long as its task.
 local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now)
-  local score = LIVE + now
+  local score = live_score()
   if FINAL[status] then
     if ttl_ms > 0 then
       redis.call('PEXPIRE', rec, ttl_ms)
@@ -117,7 +123,12 @@ local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now)
       score = FOREVER + now
     end
     if redis.call('LLEN', done) == 0 then redis.call('RPUSH', done, '1') end
-    redis.call('PEXPIRE', done, DONE_TTL)
+    -- The token never outlives the record it announces.
+    if ttl_ms > 0 and ttl_ms < DONE_TTL then
+      redis.call('PEXPIRE', done, ttl_ms)
+    else
+      redis.call('PEXPIRE', done, DONE_TTL)
+    end
   else
     redis.call('PERSIST', rec)
   end
@@ -199,7 +210,7 @@ for i = 0, ni - 1 do
     end
     touched[q] = true
     redis.call('ZREMRANGEBYSCORE', name_key, '-inf', now)
-    index_record(9, name_key, id, status, LIVE + now)
+    index_record(9, name_key, id, status, live_score(i))
     created[i + 1] = 1
   end
 end
@@ -367,7 +378,7 @@ end
 wake(KEYS[10])
 if redis.call('HGET', KEYS[18], 'status') == 'process' then
   redis.call('HSET', KEYS[18], 'status', 'new', 'updated_at', stamp(now))
-  index_record(11, false, id, 'new', LIVE + now)
+  index_record(11, false, id, 'new', live_score())
 end
 return 1
 """
@@ -437,7 +448,7 @@ for i = 0, ni - 1 do
       local status = redis.call('HGET', rec, 'status')
       if status and not FINAL[status] then
         redis.call('HSET', rec, 'status', 'new', 'recoveries', count, 'updated_at', stamp(now))
-        index_record(10, name_key, id, 'new', LIVE + now)
+        index_record(10, name_key, id, 'new', live_score())
       end
       recovered[#recovered + 1] = id
       recovered[#recovered + 1] = count
@@ -547,7 +558,7 @@ local now = now_ms()
 redis.call('HSET', KEYS[19], 'status', 'new', 'recoveries', '0', 'updated_at', stamp(now))
 redis.call('HDEL', KEYS[19], 'dead_reason', 'traceback', 'finished_at', 'started_at')
 redis.call('PERSIST', KEYS[19])
-index_record(12, KEYS[20], id, 'new', LIVE + now)
+index_record(12, KEYS[20], id, 'new', live_score())
 return 1
 """
 
