@@ -71,6 +71,7 @@ class _RedisBroker(RedisComponent, BaseBroker):
         self._interrupted = False
         self._cancel_seen: set[str] = set()
         self._spent: deque[str] = deque()
+        self._finished_tokens: deque[str] = deque(maxlen=4096)
         self._listener = CancelListener(self)
         super().__init__(name=name, url=url, storage=storage, **kwargs)
         self._health = Health(self.log)
@@ -278,6 +279,9 @@ class _RedisBroker(RedisComponent, BaseBroker):
             return []
         self._health.ok()
         lost, cancelled = self.protocol.parse_heartbeat(reply)
+        # A task finished between the worker's snapshot of its leases and this beat is not
+        # lost: its lease ended with our own final write.
+        lost = [task_id for task_id in lost if leases[task_id] not in self._finished_tokens]
         for task_id, reason in cancelled:
             # The pub/sub message may have been missed (reconnect): the heartbeat catches up.
             if task_id not in self._cancel_seen:
@@ -301,6 +305,7 @@ class _RedisBroker(RedisComponent, BaseBroker):
         )
         self._cancel_seen.discard(delivery.envelope.id)
         self._spent.append(self.keys.ack_memo(delivery.token))
+        self._finished_tokens.append(delivery.token)
         return int(reply) in (1, 2)
 
     def _requeue(self, delivery: Delivery, eta: float | None) -> Any:

@@ -128,9 +128,11 @@ class Protocol:
     # -- leases -----------------------------------------------------------------------------
     def heartbeat(self, worker_id: str, leases: dict[str, str], lease_ms: int) -> Call:
         args: list[Any] = [worker_id, lease_ms]
+        keys = self.keys.task_state()
         for task_id, token in leases.items():
             args += (task_id, token)
-        return "HEARTBEAT", self.keys.task_state(), args
+            keys.append(self.keys.ack_memo(token))
+        return "HEARTBEAT", keys, args
 
     @staticmethod
     def parse_heartbeat(reply: list[Any]) -> tuple[list[str], list[tuple[str, str | None]]]:

@@ -311,8 +311,11 @@ out[2] = next_eta
 return out
 """
 
-# KEYS: 1-6 state. ARGV: worker, lease_ms, then id, token pairs.
+# KEYS: 1-6 state, then the ack memo of each lease (in ARGV order).
+# ARGV: worker, lease_ms, then id, token pairs.
 # -> {lost ids, {id, reason, ...} of held tasks that were asked to cancel}
+#    A lease that ended with its own final write (its ack memo exists) is not lost: the worker
+#    took its snapshot of leases before the finish reply arrived.
 HEARTBEAT = """
 local deadline = now_ms() + tonumber(ARGV[2])
 local lost, cancelled = {}, {}
@@ -325,7 +328,7 @@ for i = 3, #ARGV, 2 do
       cancelled[#cancelled + 1] = id
       cancelled[#cancelled + 1] = reason
     end
-  else
+  elseif redis.call('EXISTS', KEYS[6 + (i - 1) / 2]) == 0 then
     lost[#lost + 1] = id
   end
 end
