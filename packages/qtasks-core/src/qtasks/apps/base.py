@@ -70,7 +70,9 @@ class BaseQueueTasks(TaskRegistrar):
             broker = assembly.build_broker(
                 name, self.is_async, broker_url, storage_url, global_config
             )
-        elif global_config is not None:
+        if global_config is not None:
+            # Also when the broker was built from a URL: the seed's `QueueTasks(global_config=c)`
+            # means `app.broker.storage.global_config is c`.
             broker.storage.global_config = global_config
         if worker is None:
             worker = assembly.build_worker(name, self.is_async, broker)
