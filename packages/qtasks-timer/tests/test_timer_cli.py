@@ -1,4 +1,4 @@
-"""`python -m qtasks.timer module:timer` (or `module:app`) runs a timer as a service."""
+"""A timer as a service: `qtasks -A module:app timer`, or `python -m qtasks.timer TARGET`."""
 
 from __future__ import annotations
 
@@ -32,10 +32,18 @@ timer.add_task("beat", trigger=IntervalTrigger(seconds=0.2))
 '''
 
 
-@pytest.mark.parametrize("target", ["schedules:timer", "schedules:app"])
-def test_the_module_runs_a_timer_until_sigterm(tmp_path: Path, target: str) -> None:
+COMMANDS = {
+    "module timer": ["-m", "qtasks.timer", "schedules:timer"],
+    "module app": ["-m", "qtasks.timer", "schedules:app"],
+    "qtasks -A app timer": ["-m", "qtasks", "-A", "schedules:app", "timer"],
+    "qtasks timer --timer": ["-m", "qtasks", "timer", "--timer", "schedules:timer"],
+}
+
+
+@pytest.mark.parametrize("how", sorted(COMMANDS))
+def test_a_timer_runs_as_a_service_until_sigterm(tmp_path: Path, how: str) -> None:
     (tmp_path / "schedules.py").write_text(SCHEDULES)
-    proc = subprocess.Popen([sys.executable, "-m", "qtasks.timer", target], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, *COMMANDS[how]], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -47,9 +55,13 @@ def test_the_module_runs_a_timer_until_sigterm(tmp_path: Path, target: str) -> N
     assert proc.returncode == 0, err
 
 
-def test_a_target_without_a_timer_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "empty.py").write_text("from qtasks import QueueTasks\napp = QueueTasks(broker_url=\"memory://\")\n")
-    done = subprocess.run([sys.executable, "-m", "qtasks.timer", "empty:app"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode != 0
+@pytest.mark.parametrize("how", ["module", "qtasks"])
+def test_an_app_without_a_timer_is_a_clear_error(tmp_path: Path, how: str) -> None:
+    (tmp_path / "empty.py").write_text(
+        "from qtasks import QueueTasks\napp = QueueTasks(broker_url='memory://')\n")
+    argv = (["-m", "qtasks.timer", "empty:app"] if how == "module"
+            else ["-m", "qtasks", "-A", "empty:app", "timer"])
+    done = subprocess.run([sys.executable, *argv], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 3
     assert "exactly one timer" in done.stderr
