@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, ClassVar
 
+from qtasks._discovery import redact_url
 from qtasks._drive import Flow
 from qtasks.base.component import Component
 from qtasks.exc import ConfigError
@@ -16,6 +17,7 @@ class RedisComponent(Component):
     flavour: ClassVar[Flavour] = SYNC
     url_schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
     connection: RedisConnection
+    url: str | None
 
     def _connect(
         self, url: str | None, redis_connect: Any, connection: RedisConnection | None
@@ -34,6 +36,9 @@ class RedisComponent(Component):
         self.connection = connection
         return connection.url
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} url={redact_url(self.url)!r}>"
+
     def _run(self, flow: Flow[Any]) -> Any:
         """The flow's value (sync flavour) or a coroutine (async flavour)."""
         return self.flavour.run(flow)
@@ -45,6 +50,10 @@ class RedisComponent(Component):
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """A step that runs script `name`."""
         return partial(self.connection.script(self.config.socket_timeout, name), keys, args)
+
+    def _step_flow(self, step: Any) -> Flow[Any]:
+        """A flow of one step (to wrap a single call in `guarded`)."""
+        return (yield step)
 
     def _scan_delete_flow(self, prefix: str, families: tuple[str, ...]) -> Flow[int]:
         """Delete the keys under `prefix:` whose first part is in `families`, by SCAN (no KEYS,

@@ -144,11 +144,8 @@ class _RedisBroker(RedisComponent, BaseBroker):
         call = self.protocol.enqueue(
             [(env, payload, to_mapping(model)) for env, payload, model in items]
         )
-        reply = yield from guarded(self._step_flow(call), "enqueue")
+        reply = yield from guarded(self._step_flow(self._call(call)), "enqueue")
         return [bool(int(x)) for x in reply]
-
-    def _step_flow(self, call: tuple[str, list[str], list[Any]]) -> Flow[Any]:
-        return (yield self._call(call))
 
     # -- claim ------------------------------------------------------------------------------
     def claim(self, worker_id: str, limit: int, timeout: float, queues: list[str]) -> Any:
@@ -446,7 +443,9 @@ class _RedisBroker(RedisComponent, BaseBroker):
         return bool(int((yield self._call(self.protocol.retry_dead(env, payload)))))
 
     def _purge_dead(self, uuid: str | None) -> Any:
-        return self._run(guarded(self._step_flow(self.protocol.purge_dead(uuid)), "purge_dead"))
+        return self._run(
+            guarded(self._step_flow(self._call(self.protocol.purge_dead(uuid))), "purge_dead")
+        )
 
     def _purge_queue(self, queue: str) -> Any:
         return self._run(guarded(self._purge_queue_flow(queue), "purge_queue"))

@@ -45,11 +45,6 @@ class RedisGlobalConfigBase(RedisComponent, BaseGlobalConfig):
         super().__init__(name=name, config_name=config_name, **kwargs)
         self.keys = ConfigKeys(prefix or name, self.config_name)
 
-    def __repr__(self) -> str:
-        from qtasks._discovery import redact_url
-
-        return f"<{type(self).__name__} name={self.name!r} url={redact_url(self.url)!r}>"
-
     def _set(self, name: str, key: str, value: Any, ttl: float | None, only_new: bool) -> Any:
         return self._run(guarded(self._set_flow_(name, key, value, ttl, only_new), "config set"))
 
@@ -82,7 +77,7 @@ class RedisGlobalConfigBase(RedisComponent, BaseGlobalConfig):
     def _delete(self, name: str, key: str) -> Any:
         return self._run(
             guarded(
-                self._one(
+                self._step_flow(
                     self._script(
                         "CONFIG_DELETE", [self.keys.values(name), self.keys.expiries(name)], [key]
                     )
@@ -90,9 +85,6 @@ class RedisGlobalConfigBase(RedisComponent, BaseGlobalConfig):
                 "config delete",
             )
         )
-
-    def _one(self, step: Any) -> Flow[Any]:
-        return (yield step)
 
     def _names(self) -> Any:
         return self._run(guarded(self._names_flow(), "config names"))

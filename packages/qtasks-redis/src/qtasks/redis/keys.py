@@ -25,6 +25,8 @@ Broker (queues and leases)::
                            Both memos are deleted by the worker's next claim or finish once
                            their reply has arrived, so they do not pile up.
     {p}:finished           HASH  60-field ring "second:count" of finishes (stats)
+    {p}:finished:m         HASH  60-field ring "minute:count" of finishes (the last hour's
+                                 throughput, for the web view)
     {p}:dead               ZSET  dead-lettered id -> when (ms); capped, oldest dropped
     {p}:dead:info          HASH  id -> "reason\\nat\\n<len(task)>\\n<task><sample>"
     channel {p}:cancel     PUB/SUB  "id\\nreason": running tasks to interrupt
@@ -136,6 +138,10 @@ class BrokerKeys:
     @property
     def finished(self) -> str:
         return self._k("finished")
+
+    @property
+    def finished_per_minute(self) -> str:
+        return self._k("finished", "m")
 
     @property
     def dead(self) -> str:

@@ -153,6 +153,7 @@ class Protocol:
             self.records.record(env.id),
             self.records.done(env.id),
             self.records.index_name(mapping.get("task_name", env.task)),
+            self.keys.finished_per_minute,
             *spent,
         ]
         args = [
@@ -299,7 +300,12 @@ class Protocol:
 
     # -- administration ---------------------------------------------------------------------
     def stats(self, queues: list[str]) -> Call:
-        keys = [self.keys.lease, self.keys.dead, self.keys.finished]
+        keys = [
+            self.keys.lease,
+            self.keys.dead,
+            self.keys.finished,
+            self.keys.finished_per_minute,
+        ]
         for q in queues:
             keys += (self.keys.ready(q), self.keys.delayed(q))
         return "STATS", keys, []
@@ -307,7 +313,7 @@ class Protocol:
     @staticmethod
     def parse_stats(queues: list[str], reply: list[Any]) -> dict[str, Any]:
         per_queue: dict[str, Any] = {}
-        for q, (ready, delayed, prios) in zip(queues, reply[3:], strict=True):
+        for q, (ready, delayed, prios) in zip(queues, reply[4:], strict=True):
             if int(ready) or int(delayed):
                 flat_prios = list(prios)
                 per_queue[q] = {
@@ -323,6 +329,7 @@ class Protocol:
             "processing": int(reply[0]),
             "dead": int(reply[1]),
             "finished_last_minute": int(reply[2]),
+            "finished_per_minute": [int(n) for n in reply[3]],
         }
 
     def retry_dead(self, env: Envelope, payload: bytes) -> Call:

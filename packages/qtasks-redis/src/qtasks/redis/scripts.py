@@ -146,17 +146,23 @@ local function fail_record(I, rec, done, name_key, id, reason, message, ttl_ms, 
   settle_record(I, rec, done, name_key, id, 'error', ttl_ms, now)
 end
 
--- Tasks finished per second over the last minute, in a 60-field ring ("sec:count").
-local function count_finished(key, now)
-  local sec = math.floor(now / 1000)
-  local field = tostring(sec % 60)
+-- One more finish in slot `slot` of a 60-field ring ("slot:count"; a field from an older lap
+-- starts over).
+local function bump_ring(key, slot)
+  local field = tostring(slot % 60)
   local n = 1
   local cur = redis.call('HGET', key, field)
   if cur then
     local at, c = string.match(cur, '^(%d+):(%d+)$')
-    if tonumber(at) == sec then n = tonumber(c) + 1 end
+    if tonumber(at) == slot then n = tonumber(c) + 1 end
   end
-  redis.call('HSET', key, field, string.format('%d:%d', sec, n))
+  redis.call('HSET', key, field, string.format('%d:%d', slot, n))
+end
+
+-- Tasks finished per second over the last minute and per minute over the last hour.
+local function count_finished(sec_ring, min_ring, now)
+  bump_ring(sec_ring, math.floor(now / 1000))
+  bump_ring(min_ring, math.floor(now / 60000))
 end
 
 -- Dead-letter entry "reason\\nat\\n<len(task)>\\n<task><sample>", capped at `cap` entries.
@@ -336,7 +342,7 @@ return {lost, cancelled}
 """
 
 # KEYS: 1-6 state, 7 ack memo, 8 finished ring, 9-15 index block, 16 record, 17 done,
-#       18 name index, then spent memos.
+#       18 name index, 19 per-minute finished ring, then spent memos.
 # ARGV: id, worker, token, ttl_ms, status, number of spent memos, nf, fields...
 # -> 1 written, 2 already written by this lease (a re-sent finish), 0 lease lost.
 FINISH = """
@@ -357,7 +363,7 @@ if recoveries > (tonumber(redis.call('HGET', KEYS[16], 'recoveries') or '0') or 
 end
 forget(id)
 settle_record(9, KEYS[16], KEYS[17], KEYS[18], id, ARGV[5], tonumber(ARGV[4]), now)
-count_finished(KEYS[8], now)
+count_finished(KEYS[8], KEYS[19], now)
 redis.call('SET', KEYS[7], '1', 'PX', MEMO_TTL)
 return 1
 """
@@ -515,8 +521,10 @@ return 'unknown'
 
 # Administration (stats, CLI, web view).
 
-# KEYS: 1 lease, 2 dead, 3 finished ring, then (ready, delayed) per queue.  Read only.
-# -> {processing, dead, finished in the last minute, then per queue {ready, delayed,
+# KEYS: 1 lease, 2 dead, 3 finished ring, 4 per-minute finished ring, then (ready, delayed)
+#       per queue.  Read only.
+# -> {processing, dead, finished in the last minute, {finished per minute over the last hour,
+#    oldest first, the current minute last}, then per queue {ready, delayed,
 #    {priority, count, ...}}}; priorities are found by range, O(priorities * log n).
 STATS = """
 local now = now_ms()
@@ -526,8 +534,16 @@ for _, v in ipairs(redis.call('HVALS', KEYS[3])) do
   local at, c = string.match(v, '^(%d+):(%d+)$')
   if at and sec - tonumber(at) < 60 then finished = finished + tonumber(c) end
 end
-local out = {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), finished}
-for q = 4, #KEYS, 2 do
+local minute = math.floor(now / 60000)
+local per_minute = {}
+for i = 1, 60 do per_minute[i] = 0 end
+for _, v in ipairs(redis.call('HVALS', KEYS[4])) do
+  local at, c = string.match(v, '^(%d+):(%d+)$')
+  local age = at and minute - tonumber(at)
+  if age and age >= 0 and age < 60 then per_minute[60 - age] = tonumber(c) end
+end
+local out = {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), finished, per_minute}
+for q = 5, #KEYS, 2 do
   local prios = {}
   local first = redis.call('ZRANGE', KEYS[q], 0, 0, 'WITHSCORES')
   while first[2] and #prios < 2000 do
@@ -648,9 +664,9 @@ return n
 # per-field TTL). When every key of a hash has an expiry, both keys expire with the last.
 _CONFIG_PRELUDE = """
 local function purge(hash, ttls, now)
-  for _, key in ipairs(redis.call('ZRANGEBYSCORE', ttls, '-inf', now)) do
-    redis.call('HDEL', hash, key)
-    redis.call('ZREM', ttls, key)
+  for _, field in ipairs(redis.call('ZRANGEBYSCORE', ttls, '-inf', now)) do
+    redis.call('HDEL', hash, field)
+    redis.call('ZREM', ttls, field)
   end
 end
 
@@ -671,19 +687,19 @@ end
 # KEYS: 1 hash, 2 ttls, 3 names, 4 nx memo.  ARGV: key, value, ttl_ms, only new, name.
 # -> 1 stored, 0 not stored (only new, and the key exists)
 CONFIG_SET = """
-local key, ttl, only_new = ARGV[1], tonumber(ARGV[3]), ARGV[4] == '1'
+local field, ttl, only_new = ARGV[1], tonumber(ARGV[3]), ARGV[4] == '1'
 if only_new and redis.call('EXISTS', KEYS[4]) == 1 then return 1 end
 local now = now_ms()
-local exp = redis.call('ZSCORE', KEYS[2], key)
-if only_new and redis.call('HEXISTS', KEYS[1], key) == 1
+local exp = redis.call('ZSCORE', KEYS[2], field)
+if only_new and redis.call('HEXISTS', KEYS[1], field) == 1
    and not (exp and tonumber(exp) <= now) then
   return 0
 end
-redis.call('HSET', KEYS[1], key, ARGV[2])
+redis.call('HSET', KEYS[1], field, ARGV[2])
 if ttl > 0 then
-  redis.call('ZADD', KEYS[2], now + ttl, key)
+  redis.call('ZADD', KEYS[2], now + ttl, field)
 else
-  redis.call('ZREM', KEYS[2], key)
+  redis.call('ZREM', KEYS[2], field)
 end
 purge(KEYS[1], KEYS[2], now)
 settle_expiry(KEYS[1], KEYS[2])

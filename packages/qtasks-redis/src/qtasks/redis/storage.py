@@ -67,11 +67,6 @@ class RedisStorageBase(RedisComponent, BaseStorage):
         cls = AsyncRedisGlobalConfig if self.flavour.is_async else SyncRedisGlobalConfig
         return cls(name=name, url=self.url, prefix=prefix, connection=self.connection)
 
-    def __repr__(self) -> str:
-        from qtasks._discovery import redact_url
-
-        return f"<{type(self).__name__} name={self.name!r} url={redact_url(self.url)!r}>"
-
     @property
     def _protocol(self) -> Protocol:
         # Storage calls use only the record half of the protocol.
@@ -85,7 +80,7 @@ class RedisStorageBase(RedisComponent, BaseStorage):
     # -- primitives -------------------------------------------------------------------------
     def _put(self, uuid: str, mapping: dict[str, str]) -> Any:
         call = self._protocol.put(uuid, mapping, self._ttl_ms())
-        return self._run(guarded(self._one(self._script(*call)), "storage put"))
+        return self._run(guarded(self._step_flow(self._script(*call)), "storage put"))
 
     def _update(self, uuid: str, fields: dict[str, str]) -> Any:
         return self._run(guarded(self._update_flow_(uuid, fields), "storage update"))
@@ -112,9 +107,6 @@ class RedisStorageBase(RedisComponent, BaseStorage):
 
     def _get_flow_(self, uuid: str) -> Flow[dict[str, str] | None]:
         return _mapping((yield partial(self.client.hgetall, self.record_keys.record(uuid))))
-
-    def _one(self, step: Any) -> Flow[Any]:
-        return (yield step)
 
     def _all(self) -> Any:
         return self._run(

@@ -1,0 +1,99 @@
+"""The Lua scripts and the protocol in isolation: declared keys, re-sent calls, exact scores."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import redis
+from redis_test_support import sync_app, wait_for
+
+from qtasks.redis.keys import PRIORITY_LIMIT
+from qtasks.redis.scripts import SOURCES
+
+# Variables that the scripts fill from KEYS (or pass on from KEYS as function parameters).
+KEY_VARIABLES = {
+    "rec",
+    "done",
+    "name_key",
+    "key",
+    "hash",
+    "ttls",
+    "dead",
+    "info",
+    "ready",
+    "delayed",
+    "seq_key",
+}
+NO_KEY_COMMANDS = {"TIME", "PUBLISH"}
+CALL = re.compile(r"redis\.call\('(\w+)'(?:,\s*([^,)]+))?")
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_scripts_touch_only_keys_they_receive(name: str) -> None:
+    """Every key a script touches comes from KEYS[] (so ACLs and clusters see them): no key
+    name is built inside Lua."""
+    source = SOURCES[name]
+    for command, first in CALL.findall(source):
+        if command in NO_KEY_COMMANDS:
+            continue
+        first = first.strip()
+        assert first.startswith("KEYS[") or first in KEY_VARIABLES, (name, command, first)
+    for variable in KEY_VARIABLES:
+        for assigned in re.findall(rf"\blocal {variable}\b[^=\n]*=\s*([^\n]+)", source):
+            assert "KEYS[" in assigned or assigned.startswith("false"), (name, assigned)
+
+
+@pytest.fixture
+def app(redis_url: str) -> Any:
+    return sync_app(redis_url)
+
+
+def test_a_re_sent_claim_returns_the_same_deliveries(app: Any, redis_url: str) -> None:
+    broker = app.broker
+    broker.add_many([broker.make_envelope("t", args=[i]) for i in range(5)])
+    call = broker.protocol.claim("w", 3, 30_000, "fixed-claim-id", 1 << 20, ["default"], [])
+    first = broker._call(call)()
+    again = broker._call(call)()  # the first reply was "lost"; the client sends it again
+    assert again[2:] == first[2:]
+    admin = redis.Redis.from_url(redis_url)
+    assert admin.zcard("QueueTasks:lease") == 3 and admin.zcard("QueueTasks:q:default") == 2
+
+
+def test_extreme_priorities_keep_exact_order(app: Any) -> None:
+    broker = app.broker
+    top, bottom = -PRIORITY_LIMIT + 1, PRIORITY_LIMIT - 1
+    specs = [("low", bottom), ("high", top), ("clamped", 10**9), ("zero", 0)]
+    specs += [(f"fifo{i}", top) for i in range(20)]
+    broker.add_many([broker.make_envelope("t", p, args=[k]) for k, p in specs])
+    got = [d.envelope.args[0] for d in broker.claim("w", 50, 0.1, ["default"])]
+    assert got == ["high", *[f"fifo{i}" for i in range(20)], "zero", "low", "clamped"]
+
+
+def test_config_hash_expires_only_when_every_key_has_a_ttl(app: Any, redis_url: str) -> None:
+    config = app.broker.storage.global_config
+    admin = redis.Redis.from_url(redis_url)
+    key = "QueueTasks:GlobalConfig:mixed"
+    config._set("mixed", "a", 1, 30.0, False)
+    config._set("mixed", "b", 2, 60.0, False)
+    assert 59_000 < admin.pttl(key) <= 60_000  # with the last expiry
+    config._set("mixed", "forever", 3, None, False)
+    assert admin.pttl(key) == -1
+    config._delete("mixed", "forever")
+    assert admin.pttl(key) > 0
+    config._set("mixed", "a", 1, 0.05, False)
+    config._set("mixed", "b", 2, 0.05, False)
+    wait_for(lambda: config.get_all("mixed") == {}, 2, "both keys to expire")
+    assert admin.exists(key, "QueueTasks:GlobalConfig~ttl:mixed") == 0
+
+
+def test_finish_keeps_the_recoveries_redis_counted(app: Any) -> None:
+    broker, storage = app.broker, app.broker.storage
+    env = broker.make_envelope("t")
+    broker.add_many([env])
+    (delivery,) = broker.claim("w", 1, 0.1, ["default"])
+    redis.Redis(connection_pool=broker.client.connection_pool).hset("QueueTasks:recov", env.id, 2)
+    model = storage.get(env.id).evolve(status="error", recoveries=0)
+    assert broker.remove_finished_task(delivery, model)
+    assert storage.get(env.id).recoveries == 2
