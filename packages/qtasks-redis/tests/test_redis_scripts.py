@@ -35,10 +35,10 @@ def test_scripts_touch_only_keys_they_receive(name: str) -> None:
     """Every key a script touches comes from KEYS[] (so ACLs and clusters see them): no key
     name is built inside Lua."""
     source = SOURCES[name]
-    for command, first in CALL.findall(source):
+    for command, argument in CALL.findall(source):
         if command in NO_KEY_COMMANDS:
             continue
-        first = first.strip()
+        first = argument.strip()
         assert first.startswith("KEYS[") or first in KEY_VARIABLES, (name, command, first)
     for variable in KEY_VARIABLES:
         for assigned in re.findall(rf"\blocal {variable}\b[^=\n]*=\s*([^\n]+)", source):
