@@ -247,6 +247,14 @@ def test_tls_with_rediss_urls(tmp_path: Path) -> None:
         unverified = sync_app(url, enqueue_unknown_tasks=True)
         with pytest.raises(BrokerError, match="CERTIFICATE_VERIFY_FAILED"):
             unverified.add_task("echo", 1)
+        plain = sync_app(
+            f"redis://127.0.0.1:{tls_port}/0",
+            enqueue_unknown_tasks=True,
+            socket_timeout=1.0,
+            block_timeout=0.5,
+        )
+        with pytest.raises(BrokerError):
+            plain.add_task("echo", 1)
 
 
 def test_an_idle_worker_blocks_below_the_socket_timeout_and_wakes_at_once(

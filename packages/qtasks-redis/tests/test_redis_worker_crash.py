@@ -118,8 +118,9 @@ def test_two_worker_processes_run_1000_mixed_priority_tasks_once(
     assert not any("lease lost" in p.log() for p in pool)
 
 
+@pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_worker_survives_a_redis_restart_with_aof_and_finishes_the_queue(
-    tmp_path: Path, ledger: Ledger, workers: Any
+    flavour: str, tmp_path: Path, ledger: Ledger, workers: Any
 ) -> None:
     config = {
         "lease_timeout": 6.0,
@@ -133,7 +134,7 @@ def test_worker_survives_a_redis_restart_with_aof_and_finishes_the_queue(
         appendonly=True, binary=redis_binary_or_skip(), dir=tmp_path / "redis"
     ) as server:
         app = producer(server.url)
-        worker = workers(server.url, ledger, **config)
+        worker = workers(server.url, ledger, flavour=flavour, **config)
         wait_for(lambda: worker.pid in registered_pids(app), 20, "the worker to start")
         tasks = app.add_tasks([("work", (f"r{i}", 0.01)) for i in range(200)])
         wait_for(lambda: ledger.count("end") >= 60, 20, "a third of the queue")

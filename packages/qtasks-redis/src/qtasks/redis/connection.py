@@ -170,7 +170,8 @@ class RedisConnection:
 
 def translate(exc: BaseException, what: str) -> BaseException:
     """A redis-py error as the typed error producers see (no URL, so no password)."""
-    if isinstance(exc, rex.OutOfMemoryError):
+    # Redis 6.2 reports OOM inside a script as a plain script error.
+    if isinstance(exc, rex.OutOfMemoryError) or "OOM command not allowed" in str(exc):
         return QueueFullError(
             f"{what}: Redis is out of memory (maxmemory with noeviction); nothing was written"
         )
