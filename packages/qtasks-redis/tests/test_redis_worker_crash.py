@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis_test_support import Ledger, registered_pids, sync_app, wait_for
 
 from qtasks.testing import RedisServer
@@ -66,6 +67,13 @@ def test_sigkilled_worker_only_running_tasks_run_again(
     assert set(ends) == {r.args[0] for r in records}
     assert not ended_before & {k for k, pids in starts.items() if len(pids) > 1}
     assert second.terminate() == 0
+    # at rest nothing is held or queued, and the killed worker left nothing without a TTL
+    admin = redis.Redis.from_url(redis_url)
+    for key in ("QueueTasks:lease", "QueueTasks:owner", "QueueTasks:msg", "QueueTasks:meta"):
+        assert not admin.exists(key), key
+    for key in admin.scan_iter("QueueTasks:*"):
+        family = key.decode().split(":")[1]
+        assert family not in ("claim", "ack", "int", "task", "done") or admin.pttl(key) > 0, key
 
 
 def test_task_longer_than_three_leases_runs_once_while_its_worker_lives(
@@ -152,3 +160,19 @@ def test_worker_survives_a_redis_restart_with_aof_and_finishes_the_queue(
         assert {pid for pids in starts.values() for pid in pids} == {worker.pid}
         assert "Redis reachable again" in worker.log()
         assert worker.terminate() == 0
+
+
+def test_cancel_reaches_a_task_running_in_another_process(
+    redis_url: str, ledger: Ledger, workers: Any
+) -> None:
+    app = producer(redis_url)
+    worker = workers(redis_url, ledger, flavour="async", **FAST)
+    wait_for(lambda: worker.pid in registered_pids(app), 20, "the worker to start")
+    task = app.add_task("work", "victim", 30.0)
+    wait_for(lambda: "victim" in ledger.starts(), 10, "the task to start")
+    assert app.cancel(task.uuid, "enough") == "signalled"  # published on {p}:cancel
+    record = app.wait(task.uuid, 10)
+    assert record is not None and record.status == "cancel"
+    assert record.cancel_reason == "enough"
+    assert "victim" not in ledger.ends()
+    assert worker.terminate() == 0

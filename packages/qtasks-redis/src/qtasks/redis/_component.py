@@ -11,6 +11,7 @@ from qtasks.base.component import Component
 from qtasks.exc import ConfigError
 from qtasks.redis.connection import SYNC, Flavour, RedisConnection, text
 from qtasks.redis.keys import glob_escape
+from qtasks.redis.protocol import ms
 
 
 class RedisComponent(Component):
@@ -50,6 +51,14 @@ class RedisComponent(Component):
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """A step that runs script `name`."""
         return partial(self.connection.script(self.config.socket_timeout, name), keys, args)
+
+    def _call(self, call: tuple[str, list[str], list[Any]]) -> Any:
+        """A step that runs a protocol call (script name, keys, args)."""
+        return self._script(*call)
+
+    def _ttl_ms(self) -> int:
+        """`config.result_ttl` for the scripts (0: keep finished records)."""
+        return ms(self.config.result_ttl)
 
     def _step_flow(self, step: Any) -> Flow[Any]:
         """A flow of one step (to wrap a single call in `guarded`)."""

@@ -24,7 +24,7 @@ from qtasks.redis.connection import (
     text,
 )
 from qtasks.redis.keys import STATUSES, RecordKeys
-from qtasks.redis.protocol import Protocol, ms
+from qtasks.redis.protocol import Protocol
 from qtasks.storages.base import AsyncStorage, BaseStorage, SyncStorage
 
 PAGE = 500
@@ -73,9 +73,6 @@ class RedisStorageBase(RedisComponent, BaseStorage):
         from qtasks.redis.keys import BrokerKeys
 
         return Protocol(BrokerKeys(self.record_keys.prefix), self.record_keys)
-
-    def _ttl_ms(self) -> int:
-        return ms(self.config.result_ttl)
 
     # -- primitives -------------------------------------------------------------------------
     def _put(self, uuid: str, mapping: dict[str, str]) -> Any:
