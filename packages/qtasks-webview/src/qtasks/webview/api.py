@@ -1,0 +1,205 @@
+"""The JSON API (documented in the package README); the pages render the same data.
+
+Actions are POSTs that need the CSRF token (header `X-CSRF-Token` or form field
+`csrf_token`, from `GET /api/csrf` or the page). A form post is answered with a redirect back
+to the page (`next`), anything else with JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from qtasks.webview.params import BadRequest, body_fields, exact_uuid, paging, task_query
+from qtasks.webview.records import task_json
+from qtasks.webview.security import CSRF_FIELD, CSRF_HEADER, csrf_ok, csrf_token, safe_next
+from qtasks.webview.source import Source
+
+Outcome = tuple[dict[str, Any], int, str | None]
+"""(JSON body, status, where a form goes next or None for `next`)."""
+
+
+def source_of(request: Request) -> Source:
+    source: Source = request.app.state.source
+    return source
+
+
+def identity_of(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("identity") or "")
+
+
+def _uuid_param(request: Request) -> str:
+    uuid = exact_uuid(str(request.path_params["uuid"]))
+    if uuid is None:
+        raise BadRequest("not a task uuid")
+    return uuid
+
+
+async def overview(request: Request) -> Response:
+    return JSONResponse(await source_of(request).overview())
+
+
+async def tasks(request: Request) -> Response:
+    query = task_query(request)
+    offset, limit = paging(request)
+    source = source_of(request)
+    if query.exact is not None:
+        task = await source.task(query.exact)
+        found = [] if task is None else [task_json(task)]
+        return JSONResponse(
+            {
+                "tasks": found,
+                "total": len(found),
+                "offset": 0,
+                "limit": limit,
+                "has_more": False,
+                "truncated": False,
+            }
+        )
+    page = await source.tasks(query.filters, offset, limit)
+    return JSONResponse(
+        {
+            "tasks": [task_json(t) for t in page.tasks],
+            "total": page.total,
+            "offset": page.offset,
+            "limit": page.limit,
+            "has_more": page.has_more,
+            "scanned": page.scanned,
+            "truncated": page.truncated,
+        }
+    )
+
+
+async def task(request: Request) -> Response:
+    detail = await source_of(request).task_detail(_uuid_param(request))
+    if detail is None:
+        return JSONResponse({"error": "no such task (it may have expired)"}, status_code=404)
+    return JSONResponse(detail)
+
+
+async def dead(request: Request) -> Response:
+    offset, limit = paging(request)
+    return JSONResponse(await source_of(request).dead(offset, limit))
+
+
+async def schedules(request: Request) -> Response:
+    return JSONResponse({"schedules": await source_of(request).schedules()})
+
+
+async def workers(request: Request) -> Response:
+    return JSONResponse({"workers": await source_of(request).workers()})
+
+
+async def csrf(request: Request) -> Response:
+    settings = request.app.state.settings
+    return JSONResponse(
+        {"csrf_token": csrf_token(settings, identity_of(request)), "read_only": settings.read_only}
+    )
+
+
+# -- actions ------------------------------------------------------------------------------
+async def _act(request: Request, run: Callable[[dict[str, str]], Awaitable[Outcome]]) -> Response:
+    settings = request.app.state.settings
+    fields, is_form = await body_fields(request)
+    presented = request.headers.get(CSRF_HEADER) or fields.get(CSRF_FIELD)
+    if not csrf_ok(settings, identity_of(request), presented):
+        return JSONResponse({"error": "missing or invalid CSRF token"}, status_code=403)
+    if settings.read_only:
+        return JSONResponse({"error": "the dashboard is read-only"}, status_code=403)
+    body, status, goto = await run(fields)
+    if not is_form:
+        return JSONResponse(body, status_code=status)
+    target = goto or safe_next(fields.get("next"))
+    note = {"done": body.get("done") or "", "error": body.get("error_code") or ""}
+    query = urlencode({k: v for k, v in note.items() if v})
+    return RedirectResponse(
+        f"{target}{'&' if '?' in target else '?'}{query}" if query else target, status_code=303
+    )
+
+
+async def cancel(request: Request) -> Response:
+    uuid = _uuid_param(request)
+
+    async def run(fields: dict[str, str]) -> Outcome:
+        result = await source_of(request).cancel(uuid, fields.get("reason") or None)
+        ok = result in ("cancelled", "signalled")
+        body: dict[str, Any] = {
+            "uuid": uuid,
+            "result": result,
+            "done" if ok else "error_code": f"cancel_{result}",
+        }
+        return body, 200 if ok else 409, None
+
+    return await _act(request, run)
+
+
+async def retry(request: Request) -> Response:
+    uuid = _uuid_param(request)
+
+    async def run(fields: dict[str, str]) -> Outcome:
+        follow = await source_of(request).retry(uuid)
+        if follow is None:
+            return (
+                {
+                    "uuid": uuid,
+                    "error": "nothing to retry (not failed, cancelled or dead)",
+                    "error_code": "retry_nothing",
+                },
+                409,
+                None,
+            )
+        goto = None if fields.get("next") else f"/tasks/{follow}"
+        return {"uuid": uuid, "task": follow, "done": "retried"}, 200, goto
+
+    return await _act(request, run)
+
+
+async def purge_dead_one(request: Request) -> Response:
+    uuid = _uuid_param(request)
+
+    async def run(_: dict[str, str]) -> Outcome:
+        removed = await source_of(request).purge_dead(uuid)
+        if not removed:
+            return {"uuid": uuid, "purged": 0, "error_code": "purge_nothing"}, 404, None
+        return {"uuid": uuid, "purged": removed, "done": "purged"}, 200, None
+
+    return await _act(request, run)
+
+
+async def purge_dead_all(request: Request) -> Response:
+    async def run(fields: dict[str, str]) -> Outcome:
+        # A second, explicit field: purging every dead letter must never be one stray click.
+        if fields.get("confirm") != "all":
+            return (
+                {
+                    "error": "send confirm=all to purge every dead letter",
+                    "error_code": "purge_unconfirmed",
+                },
+                400,
+                None,
+            )
+        removed = await source_of(request).purge_dead(None)
+        return {"purged": removed, "done": "purged_all"}, 200, None
+
+    return await _act(request, run)
+
+
+routes = [
+    Route("/api/overview", overview),
+    Route("/api/tasks", tasks),
+    Route("/api/tasks/{uuid}", task),
+    Route("/api/tasks/{uuid}/cancel", cancel, methods=["POST"]),
+    Route("/api/tasks/{uuid}/retry", retry, methods=["POST"]),
+    Route("/api/dead", dead),
+    Route("/api/dead/purge", purge_dead_all, methods=["POST"]),
+    Route("/api/dead/{uuid}/retry", retry, methods=["POST"]),
+    Route("/api/dead/{uuid}/purge", purge_dead_one, methods=["POST"]),
+    Route("/api/schedules", schedules),
+    Route("/api/workers", workers),
+    Route("/api/csrf", csrf),
+]
