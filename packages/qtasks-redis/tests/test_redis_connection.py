@@ -22,6 +22,17 @@ from qtasks.testing.pytest_plugin import redis_binary_or_skip
 from qtasks.testing.redis_server import server_version
 
 
+def echo_app(url: str, **config: Any) -> Any:
+    """An app with one task, `echo`, that returns its argument."""
+    app = sync_app(url, **config)
+
+    @app.task(name="echo")
+    def echo(x: int) -> int:
+        return x
+
+    return app
+
+
 def test_producer_fails_fast_with_a_typed_error_when_redis_is_down(redis_server: Any) -> None:
     app = sync_app(
         redis_server.url, socket_timeout=1.0, block_timeout=0.5, enqueue_unknown_tasks=True
@@ -114,12 +125,7 @@ def acl_server(tmp_path: Path) -> Any:
 
 def test_an_acl_user_limited_to_the_prefix_runs_everything(acl_server: Any) -> None:
     url = f"redis://app:app-pw@127.0.0.1:{acl_server.port}/0"
-    app = sync_app(url, lease_timeout=1.0, heartbeat_interval=0.2, reaper_interval=0.2)
-
-    @app.task(name="echo")
-    def echo(x: int) -> int:
-        return x
-
+    app = echo_app(url, lease_timeout=1.0, heartbeat_interval=0.2, reaper_interval=0.2)
     with app:
         assert app.add_task("echo", 5, timeout=5).returning == 5
         stuck = app.enqueue("echo", (1,), eta=time.time() + 60)
@@ -141,12 +147,7 @@ def test_unix_socket_urls(tmp_path: Path) -> None:
         dir=tmp_path / "redis",
         extra_args=["--unixsocket", str(sock), "--unixsocketperm", "700"],
     ):
-        app = sync_app(f"unix://{sock}?db=3")
-
-        @app.task(name="echo")
-        def echo(x: int) -> int:
-            return x
-
+        app = echo_app(f"unix://{sock}?db=3")
         with app:
             assert app.add_task("echo", 7, timeout=5).returning == 7
         assert type(app.broker).__name__ == "SyncRedisBroker"
@@ -236,12 +237,7 @@ def test_tls_with_rediss_urls(tmp_path: Path) -> None:
         pytest.skip(f"this redis-server has no TLS: {exc}")
     with server:
         url = f"rediss://127.0.0.1:{tls_port}/0"
-        app = sync_app(f"{url}?ssl_ca_certs={ca}")
-
-        @app.task(name="echo")
-        def echo(x: int) -> int:
-            return x
-
+        app = echo_app(f"{url}?ssl_ca_certs={ca}")
         with app:
             assert app.add_task("echo", 9, timeout=5).returning == 9
         unverified = sync_app(url, enqueue_unknown_tasks=True)
