@@ -27,7 +27,7 @@ CORE = "qtasks-core"
 NAMESPACE = "qtasks"
 # Wheels that must carry entry points. Core registers its built-in components; add
 # qtasks-redis and qtasks-timer here once their pyproject files declare theirs.
-REQUIRE_ENTRY_POINTS = frozenset({CORE})
+REQUIRE_ENTRY_POINTS = frozenset({CORE, "qtasks-redis", "qtasks-timer"})
 # Files of the shared namespace dir itself: core's alone.
 SHARED_FILES = frozenset({f"{NAMESPACE}/__init__.py", f"{NAMESPACE}/py.typed"})
 _SDIST = re.compile(r"^(?P<name>.+)-(?P<version>[^-]+)\.tar\.gz$")
