@@ -468,3 +468,23 @@ async def test_admin_stats_dead_letters_and_purge(harness: Harness) -> None:
     assert stats["finished_last_minute"] >= 1 and stats["dead"] == 0
     listed = await harness.call_on(app.broker.storage, "list", status="success")
     assert [t.task_name for t in listed] == ["ghost"]
+
+
+async def test_depends_worker_scope_lives_until_the_worker_stops(harness: Harness) -> None:
+    events: list[str] = []
+
+    def pool() -> Any:
+        events.append("open")
+        yield "pool"
+        events.append("close")
+
+    @harness.task(name="pooled")
+    def pooled(p: Any = Depends(pool, scope="worker")) -> str:
+        return str(p)
+
+    await harness.start()
+    for _ in range(3):
+        assert (await harness.add_task("pooled", timeout=5)).returning == "pool"
+    assert events == ["open"]  # one value shared by the worker's tasks
+    await harness.stop()
+    assert events == ["open", "close"]
