@@ -105,10 +105,12 @@ class OpenTelemetryPlugin:
             # conventions say to leave it alone.
             return None
         if not self._tracing():
-            # What the API's no-op tracer would do: pass on the current trace, if any.
-            if not trace.get_current_span().get_span_context().is_valid:
+            # What the API's no-op tracer would do: pass on the current trace, if any (an
+            # empty context, the usual case, has none).
+            current = otel_context.get_current()
+            if not current or not trace.get_current_span(current).get_span_context().is_valid:
                 return None
-            return self._inject(headers, None)
+            return self._inject(headers, current)
         attributes: dict[str, AttributeValue] = {
             sc.MESSAGING_SYSTEM: sc.SYSTEM, sc.MESSAGING_OPERATION_TYPE: sc.SEND,
             sc.MESSAGING_OPERATION_NAME: sc.SEND, sc.MESSAGING_DESTINATION_NAME: queue,

@@ -1,0 +1,212 @@
+"""`SentryPlugin`: errors, transactions and breadcrumbs for qtasks, through its triggers.
+
+An object of `@hookimpl` methods for `app.add_plugin(SentryPlugin())`; all handlers are sync, so
+it works on the sync and the asyncio app, and each returns at once while no Sentry client is
+active. What it does, in sentry-sdk's own queue integrations' terms:
+
+- enqueue (`qtasks_add_task_before_broker`): the current trace goes into the envelope headers as
+  `sentry-trace` and `baggage`; `broker_add_after` leaves a breadcrumb with the task's id.
+- execution (`worker_execute_before`): a forked isolation scope with the task's tags and context,
+  the producer's trace continued, and (with tracing enabled) a `queue.task.qtasks` transaction
+  with a `queue.process` span, current while the task function runs.
+- `worker_remove_finished_task`, the last trigger before the final write, and the one that always
+  fires, finishes both and leaves the scope (so nothing is left open when the write is refused).
+- `worker_task_error` (after the write, with the exception object) captures the failure, once,
+  in the task's scope; a failed attempt that will be retried is not reported unless
+  `report_retries=True`.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sentry_sdk
+from sentry_sdk.scope import use_isolation_scope, use_scope
+from sentry_sdk.tracing_utils import has_tracing_enabled
+from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
+
+from qtasks import hookimpl
+from qtasks.sentry._task_info import TaskInfo, event_processor
+
+if TYPE_CHECKING:
+    from sentry_sdk.client import BaseClient
+    from sentry_sdk.scope import Scope
+    from sentry_sdk.tracing import Span
+
+    from qtasks.schemas.envelope import Envelope
+    from qtasks.schemas.task import Task
+
+ORIGIN = "auto.queue.qtasks"
+OP_TASK = "queue.task.qtasks"
+OP_PROCESS = "queue.process"
+SENTRY_TRACE = "sentry-trace"
+BAGGAGE = "baggage"
+FAILED = frozenset({"error", "retry"})
+SPAN_STATUS = {"success": "ok", "error": "internal_error", "retry": "internal_error",
+               "cancel": "cancelled"}
+
+
+@dataclass(slots=True)
+class _Execution:
+    owner: SentryPlugin
+    task_id: str
+    scope: Scope
+    task_scope: Scope
+    scope_manager: AbstractContextManager[Scope] | None
+    transaction: Span | None
+    span: Span | None
+
+
+# The execution running in this context (the per-task asyncio task, or the pool thread): the
+# scope managers entered in `worker_execute_before` must be left in this same context.
+_current: ContextVar[_Execution | None] = ContextVar("qtasks_sentry_execution", default=None)
+
+
+class SentryPlugin:
+    """Report qtasks failures to Sentry and trace executions (see the README).
+
+    `report_retries`: also report attempts that failed and will be retried (their events carry
+    the `qtasks.attempt` tag); by default only the last failure of a task is reported.
+    """
+
+    def __init__(self, report_retries: bool = False) -> None:
+        self.report_retries = report_retries
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} report_retries={self.report_retries}>"
+
+    # Overridden by the integration's plugin, which follows `sentry_sdk.init(integrations=...)`.
+    def _client(self) -> BaseClient | None:
+        client = sentry_sdk.get_client()
+        return client if client.is_active() else None
+
+    def _reports_retries(self, client: BaseClient) -> bool:
+        return self.report_retries
+
+    # -- producer ---------------------------------------------------------------------------------
+    @hookimpl
+    def qtasks_add_task_before_broker(self, headers: dict[str, str]) -> dict[str, Any] | None:
+        if self._client() is None or SENTRY_TRACE in headers:
+            return None  # no Sentry, or the task already carries a trace (caller's, or ours)
+        trace = dict(sentry_sdk.get_current_scope().iter_trace_propagation_headers())
+        if not trace:
+            return None
+        existing = headers.get(BAGGAGE)
+        if existing and BAGGAGE in trace and "sentry-" not in existing:
+            # Another propagator's entries (OpenTelemetry's W3C baggage) are kept beside ours.
+            trace[BAGGAGE] = f"{trace[BAGGAGE]},{existing}"
+        return {"headers": {**headers, **trace}}
+
+    @hookimpl
+    def broker_add_after(self, model: Task) -> None:
+        if self._client() is None:
+            return
+        sentry_sdk.add_breadcrumb(
+            category="qtasks", type="info", level="info",
+            message=f"enqueued {model.task_name}",
+            data={"task_name": model.task_name, "task_id": str(model.uuid),
+                  "queue": model.queue, "priority": model.priority, "attempt": model.attempt})
+
+    # -- consumer ---------------------------------------------------------------------------------
+    @hookimpl
+    def worker_execute_before(self, worker: Any, task_broker: Envelope, task_func: Any) -> None:
+        client = self._client()
+        if client is None:
+            return
+        env = task_broker
+        current = _current.get()
+        if current is not None:
+            if current.task_id == env.id:
+                return  # another SentryPlugin on this app handles this execution
+            current.owner._leave(current, "aborted")  # left over by a flow that raised
+        info = TaskInfo.of(env, task_func, worker)
+        manager = sentry_sdk.isolation_scope()
+        scope = manager.__enter__()
+        try:
+            scope.clear_breadcrumbs()
+            scope.add_event_processor(event_processor(info))
+            task_scope = sentry_sdk.get_current_scope()  # forked along with the isolation scope
+            # A worker in the producer's process (asyncio app) shares the root scopes with it, and
+            # their span is whatever the producer was doing: the task starts from none.
+            task_scope.span = None
+            task_scope.set_transaction_name(env.task, source="task")
+            # Continues the producer's trace (errors link to it even without tracing).
+            continued = sentry_sdk.continue_trace(env.headers, op=OP_TASK, name=env.task,
+                                                  source="task", origin=ORIGIN)
+            transaction: Span | None = None
+            span: Span | None = None
+            if has_tracing_enabled(client.options):
+                transaction = sentry_sdk.start_transaction(
+                    continued, custom_sampling_context={"qtasks_task": {
+                        "name": env.task, "id": env.id, "queue": env.queue,
+                        "priority": env.priority, "attempt": env.attempt,
+                        "args": env.args, "kwargs": env.kwargs}})
+                transaction.__enter__()
+                span = transaction.start_child(op=OP_PROCESS, name=env.task, origin=ORIGIN)
+                self._describe(span, env)
+                span.__enter__()
+            _current.set(_Execution(self, env.id, scope, task_scope, manager, transaction, span))
+        except BaseException:
+            manager.__exit__(None, None, None)
+            raise
+
+    @staticmethod
+    def _describe(span: Span, env: Envelope) -> None:
+        # The data Sentry's Queues view reads.
+        span.set_data("messaging.system", "qtasks")
+        span.set_data("messaging.message.id", env.id)
+        span.set_data("messaging.destination.name", env.queue)
+        span.set_data("messaging.message.retry.count", env.attempt)
+        if env.created_at > 0:
+            waited = time.time() - max(env.created_at, env.eta or 0.0)
+            span.set_data("messaging.message.receive.latency", max(0.0, waited) * 1000)
+
+    @hookimpl
+    def worker_remove_finished_task(self, task_broker: Envelope, model: Task) -> None:
+        current = _current.get()
+        if current is None or current.owner is not self or current.task_id != task_broker.id:
+            return
+        for span in (current.span, current.transaction):
+            if span is not None:
+                span.set_tag("qtasks.status", model.status)
+        self._leave(current, SPAN_STATUS.get(model.status, "unknown_error"))
+        if model.status in FAILED:
+            _current.set(current)  # kept for worker_task_error, which has the exception
+
+    def _leave(self, execution: _Execution, status: str) -> None:
+        """Finish the span and transaction and leave the task's scope (same context as entered)."""
+        _current.set(None)
+        with capture_internal_exceptions():
+            for span in (execution.span, execution.transaction):
+                if span is not None:
+                    span.set_status(status)
+                    span.__exit__(None, None, None)
+        if execution.scope_manager is not None:
+            execution.scope_manager.__exit__(None, None, None)
+            execution.scope_manager = None
+
+    @hookimpl
+    def worker_task_error(self, task_broker: Envelope, model: Task,
+                          exception: BaseException | None) -> None:
+        current = _current.get()
+        if current is None or current.owner is not self or current.task_id != task_broker.id:
+            return
+        _current.set(None)
+        client = self._client()
+        if client is None or exception is None:
+            return
+        if model.status == "retry" and not self._reports_retries(client):
+            return
+        # Back in the task's scope (tags, context, breadcrumbs), linked to its span.
+        with (use_isolation_scope(current.scope), use_scope(current.task_scope),
+              sentry_sdk.new_scope() as scope):
+            if current.span is not None:
+                scope.span = current.span
+            event, hint = event_from_exception(
+                exception, client_options=client.options,
+                mechanism={"type": "qtasks", "handled": False})
+            sentry_sdk.capture_event(event, hint=hint)
