@@ -7,7 +7,8 @@ import threading
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, StatusCode
 
 from qtasks import hookimpl
@@ -256,3 +257,39 @@ async def test_span_ends_when_the_final_write_is_refused(
     (process,) = telemetry.spans(SpanKind.CONSUMER)
     assert dict(process.attributes or {})["qtasks.task.status"] == "success"
     assert after == []
+
+
+async def test_baggage_from_elsewhere_is_no_trace_context(
+    harness: Harness, telemetry: Telemetry
+) -> None:
+    """Sentry (or the caller) writes `baggage` too: the trace context is still injected, and the
+    entries already there are kept beside the producer's own."""
+    harness.app.add_plugin(telemetry.plugin())
+    seen: dict[str, dict[str, str]] = {}
+
+    class Probe:
+        @hookimpl
+        def worker_execute_before(self, task_broker: Any) -> None:
+            seen[task_broker.id] = dict(task_broker.headers)
+
+    harness.app.add_plugin(Probe())
+
+    @harness.task(name="noop")
+    def noop() -> None:
+        return None
+
+    await harness.start()
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    with tracer.start_as_current_span("request"):
+        token = otel_context.attach(baggage.set_baggage("user", "7"))
+        try:
+            queued = await harness.call("enqueue", "noop", headers={"baggage": "sentry-x=1"})
+        finally:
+            otel_context.detach(token)
+    assert (await harness.call("wait", queued.uuid, 5)).status == "success"
+    headers = seen[str(queued.uuid)]
+    assert "traceparent" in headers
+    assert headers["baggage"].split(",") == ["sentry-x=1", "user=7"]
+    (send,) = telemetry.spans(SpanKind.PRODUCER)
+    (process,) = telemetry.spans(SpanKind.CONSUMER)
+    assert process.parent is not None and process.parent.span_id == send.context.span_id

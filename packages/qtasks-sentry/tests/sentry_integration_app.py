@@ -53,12 +53,18 @@ def main() -> None:
     if mode == "with_explicit_plugin":
         after.add_plugin(SentryPlugin())
     statuses = [run(before), run(after)]
+    with sentry_sdk.isolation_scope() as scope:
+        scope.clear_breadcrumbs()
+        after.add_task("boom")
+        sentry_sdk.capture_message("after enqueue")
     if mode == "client_without_integration":
         transport.envelopes.clear()
         sentry_sdk.init(dsn="https://public@sentry.example/1", transport=transport,
                         traces_sample_rate=1.0, default_integrations=False)
         statuses.append(run(make_app("later")))
     events = [e.get_event() for e in transport.envelopes if e.get_event()]
+    messages = [e for e in events if "exception" not in e]
+    events = [e for e in events if "exception" in e]
     transactions = [e.get_transaction_event() for e in transport.envelopes
                     if e.get_transaction_event()]
     print(json.dumps({
@@ -66,6 +72,8 @@ def main() -> None:
         "errors": sorted((e["exception"]["values"][0]["value"], e["tags"]["qtasks.attempt"])
                          for e in events),
         "transactions": len(transactions),
+        "enqueue_breadcrumbs": [len([c for c in m["breadcrumbs"]["values"]
+                                     if c["category"] == "qtasks"]) for m in messages],
         "plugins": [sorted(name for name, _ in app.plugins.pm.list_name_plugin()
                            if name == "qtasks.sentry") for app in (before, after)],
     }))

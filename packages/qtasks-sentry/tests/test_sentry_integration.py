@@ -41,6 +41,7 @@ def test_apps_made_before_and_after_init_report_last_failures() -> None:
     # One event per task (the last attempt), none for the retried attempt.
     assert result["errors"] == [["boom in after", "1"], ["boom in before", "1"]]
     assert result["transactions"] == 4  # one per attempt
+    assert result["enqueue_breadcrumbs"] == [1]
 
 
 def test_report_retries_option() -> None:
@@ -53,6 +54,7 @@ def test_explicit_plugin_beside_the_integration_reports_once() -> None:
     result = scenario("with_explicit_plugin")
     assert result["errors"] == [["boom in after", "1"], ["boom in before", "1"]]
     assert result["transactions"] == 4
+    assert result["enqueue_breadcrumbs"] == [1]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 FAILED = frozenset({"error", "retry"})
 _LABEL_CACHE_SIZE = 4096
+_BAGGAGE = "baggage"
 
 
 @dataclass(slots=True)
@@ -77,6 +78,8 @@ class OpenTelemetryPlugin:
             metrics.get_meter(sc.INSTRUMENTATION_NAME, __version__, meter_provider))
         self._send_spans = SendSpans()
         self._label_cache: dict[str, dict[str, AttributeValue]] = {}
+        self._fields_of: object = None
+        self._fields: frozenset[str] = frozenset()
 
     def remove_from(self, app: Any) -> None:
         """Unregister this plugin (and its producer-span helper) from `app`."""
@@ -100,8 +103,8 @@ class OpenTelemetryPlugin:
         # The conventions count attempts to send, so this is the place (the retries the
         # worker enqueues are not counted: they are not sent by a producer).
         self._instruments.sent.add(1, self._labels(sc.SEND, queue, task_name))
-        if headers and not propagate.get_global_textmap().fields.isdisjoint(headers):
-            # The caller (or another tracing plugin) supplied the creation context; the
+        if headers and not self._trace_fields().isdisjoint(headers):
+            # The caller (or another OpenTelemetry plugin) supplied the creation context; the
             # conventions say to leave it alone.
             return None
         if not self._tracing():
@@ -127,11 +130,25 @@ class OpenTelemetryPlugin:
             return None
         return self._inject(headers, trace.set_span_in_context(span))
 
+    def _trace_fields(self) -> frozenset[str]:
+        """The headers the global propagator writes, but `baggage`: other tools (Sentry) write
+        that one too, and it is no trace context."""
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._fields_of:
+            self._fields_of = textmap
+            self._fields = frozenset(textmap.fields) - {_BAGGAGE}
+        return self._fields
+
     @staticmethod
     def _inject(headers: dict[str, str], context: Context | None) -> dict[str, Any] | None:
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=context)
-        return {"headers": {**headers, **carrier}} if carrier else None
+        if not carrier:
+            return None
+        if headers.get(_BAGGAGE) and carrier.get(_BAGGAGE):
+            # W3C baggage is a list: keep the entries already there (Sentry's) beside ours.
+            carrier[_BAGGAGE] = f"{headers[_BAGGAGE]},{carrier[_BAGGAGE]}"
+        return {"headers": {**headers, **carrier}}
 
     def _tracing(self) -> bool:
         """False when every span would be the API's no-op: no provider given, no SDK set.

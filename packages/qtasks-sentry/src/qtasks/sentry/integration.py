@@ -19,9 +19,8 @@ import sentry_sdk
 from sentry_sdk.integrations import Integration
 
 from qtasks.apps.base import BaseQueueTasks
+from qtasks.sentry.plugin import INTEGRATION_PLUGIN_NAME as PLUGIN_NAME
 from qtasks.sentry.plugin import SentryPlugin
-
-PLUGIN_NAME = "qtasks.sentry"
 
 
 class QtasksIntegration(Integration):

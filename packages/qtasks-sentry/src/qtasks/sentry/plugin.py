@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 ORIGIN = "auto.queue.qtasks"
 OP_TASK = "queue.task.qtasks"
 OP_PROCESS = "queue.process"
+INTEGRATION_PLUGIN_NAME = "qtasks.sentry"
 SENTRY_TRACE = "sentry-trace"
 BAGGAGE = "baggage"
 FAILED = frozenset({"error", "retry"})
@@ -87,6 +88,12 @@ class SentryPlugin:
     def _reports_retries(self, client: BaseClient) -> bool:
         return self.report_retries
 
+    def _defers(self, host: Any) -> bool:
+        """Whether the integration's plugin, active on this app too, makes the breadcrumbs (the
+        other handlers settle who acts through the headers and the running execution)."""
+        other = host.pm.get_plugin(INTEGRATION_PLUGIN_NAME)
+        return other is not None and other is not self and other._client() is not None
+
     # -- producer ---------------------------------------------------------------------------------
     @hookimpl
     def qtasks_add_task_before_broker(self, headers: dict[str, str]) -> dict[str, Any] | None:
@@ -102,8 +109,8 @@ class SentryPlugin:
         return {"headers": {**headers, **trace}}
 
     @hookimpl
-    def broker_add_after(self, model: Task) -> None:
-        if self._client() is None:
+    def broker_add_after(self, broker: Any, model: Task) -> None:
+        if self._client() is None or self._defers(broker.plugins):
             return
         sentry_sdk.add_breadcrumb(
             category="qtasks", type="info", level="info",
