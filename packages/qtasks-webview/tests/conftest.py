@@ -23,6 +23,13 @@ with warnings.catch_warnings():
     import starlette.testclient  # noqa: F401
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Also registered in the root pyproject; here too for runs with another rootdir.
+    known = {line.split(":", 1)[0].strip() for line in config.getini("markers")}
+    if "browser" not in known:
+        config.addinivalue_line("markers", "browser: drives headless Chromium with Playwright")
+
+
 @pytest.fixture(scope="module")
 def secret_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server with a canary password, for the tests of one module."""

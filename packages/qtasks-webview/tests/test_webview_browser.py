@@ -50,19 +50,24 @@ def _browser_or_skip() -> None:
 
 
 @pytest.fixture(scope="module")
-def served(filled: Filled, secret_redis: RedisServer) -> Iterator[Served]:
+def chromium() -> str:
     _browser_or_skip()
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def served(chromium: str, filled: Filled, secret_redis: RedisServer) -> Iterator[Served]:
     settings = Settings(poll_interval=0.3)
     with Served(create_app(Target(APP_NAME, secret_redis.url), settings)) as served:
         yield served
 
 
 @pytest.fixture(scope="module")
-def browser(served: Served) -> Iterator[Any]:
+def browser(chromium: str, served: Served) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
@@ -108,8 +113,11 @@ def test_overview_shows_the_counts_and_updates_live(
 
     # More tasks finish: the counts move with no navigation.
     from qtasks import QueueTasks
+    from qtasks.configs.config import QueueConfig
 
-    producer = QueueTasks(name=APP_NAME, broker_url=secret_redis.url)
+    producer = QueueTasks(
+        name=APP_NAME, broker_url=secret_redis.url, config=QueueConfig(enqueue_unknown_tasks=True)
+    )
     tasks = [producer.add_task("add", i, 1, timeout=10) for i in range(3)]
     assert all(t is not None and t.status == "success" for t in tasks)
     url = page.url

@@ -215,3 +215,20 @@ def test_live_workers_come_and_go(
         worker.stop()
     # A drained worker deletes its entry (a killed one would drop out with its TTL).
     wait_for(lambda: client.get("/api/workers").json()["workers"] == [], 10, "the worker to leave")
+
+
+def test_scans_stop_at_their_bound_and_say_so(secret_redis: RedisServer, filled: Filled) -> None:
+    from qtasks.webview.source import Source
+
+    source = Source(Target(APP_NAME, secret_redis.url), max_scan=4)
+    app = create_app(settings=Settings(), source=source)
+    with TestClient(app, base_url=BASE) as client:
+        page = client.get("/api/tasks?task_name=add&status=success").json()
+        assert page["truncated"] is True and page["scanned"] == 4
+        assert page["tasks"] and {t["status"] for t in page["tasks"]} == {"success"}
+        assert len(page["tasks"]) < 5  # the older successes were not reached
+        assert (
+            "older ones were not searched" in client.get("/tasks?task_name=add&status=success").text
+        )
+        # An index-backed listing has no bound: every page is one range read.
+        assert client.get("/api/tasks?status=success").json()["total"] == 6

@@ -63,11 +63,16 @@ async def _fill(url: str, dead_letters: int) -> Filled:
     from webview_worker_app import APP_NAME, build
 
     from qtasks.asyncio import QueueTasks
+    from qtasks.configs.config import QueueConfig
     from qtasks.timer import AsyncTimer
 
     out = Filled(url)
     app = build(url)
-    producer = QueueTasks(name=APP_NAME, broker_url=url)  # no tasks: may enqueue any name
+    # Enqueues a name no app registers; enqueue_unknown_tasks because other tests may leave
+    # shared_task registrations, which every new app merges.
+    producer = QueueTasks(
+        name=APP_NAME, broker_url=url, config=QueueConfig(enqueue_unknown_tasks=True)
+    )
     timer = AsyncTimer(app=app)
     out.schedule = timer.add_task("add", 20, 22, trigger=CronTrigger(hour=3, minute=30)).id
     async with app:

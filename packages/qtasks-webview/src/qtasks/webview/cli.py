@@ -111,6 +111,12 @@ def target_from_app(app: Any) -> Target:
     broker = app.broker
     url = getattr(broker, "url", None)
     keys = getattr(broker, "keys", None)
+    if keys is not None and not url:
+        raise WebviewError(
+            f"app {app.name!r} was given its Redis client (redis_connect=), not a URL: start "
+            "qtasks-webview --redis-url ... --name instead",
+            EXIT_APP,
+        )
     if not url or keys is None or not str(url).startswith(("redis", "unix")):
         raise WebviewError(
             f"app {app.name!r} does not use the Redis broker ({type(broker).__name__}); "

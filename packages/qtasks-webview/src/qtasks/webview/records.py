@@ -153,7 +153,7 @@ class RecordReader:
             truncated=truncated,
         )
 
-    async def recent_names(self, sample: int = 300) -> list[str]:
+    async def recent_names(self, sample: int = 200) -> list[str]:
         """Task names among the newest records (for the filter's suggestions)."""
         ids = await self.client.zrevrange(self.keys.index_all, 0, sample - 1)
         return sorted({t.task_name for t in await self.fetch([_text(i) for i in ids])})

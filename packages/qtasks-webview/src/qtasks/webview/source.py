@@ -56,12 +56,11 @@ class Source:
         self.records = RecordReader(self.app.broker.storage, max_scan=max_scan)
 
     async def close(self) -> None:
-        """Close the Redis connections (the app was never started, so nothing else runs)."""
-        client = getattr(self.app.broker.connection, "_client", None)
-        if client is not None and self.app.broker.connection.owned:
-            closing = client.aclose()
-            if inspect.isawaitable(closing):
-                await closing
+        """Close the Redis connections. Not `storage.stop()`: the GlobalConfig's stop would
+        delete the app's "running" status, which belongs to its workers."""
+        closing = self.app.broker.connection.release()
+        if inspect.isawaitable(closing):
+            await closing
 
     # -- reads -----------------------------------------------------------------------------
     async def workers(self) -> list[dict[str, Any]]:
