@@ -15,3 +15,5 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     yield h
     if h.app.starter.started:
         await h.stop(0)
+    for cleanup in h.cleanups:
+        cleanup()

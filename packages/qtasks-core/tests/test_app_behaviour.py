@@ -384,6 +384,13 @@ async def test_live_worker_registry(harness: Harness) -> None:
     assert await harness.call_on(registry, "get_all", "workers") == {}
 
 
+def request_cleanup(harness: Harness, name: str) -> None:
+    from qtasks.registries.registrar import shared_registry
+
+    harness.cleanups.append(lambda: (shared_registry.tasks.pop(name, None),
+                                     shared_registry.handles.pop(name, None)))
+
+
 class Counter(State):
     """Annotations are resolved against the module, as `typing.get_type_hints` does."""
 
@@ -405,6 +412,9 @@ async def test_routers_shared_tasks_and_state(harness: Harness) -> None:
     @shared_task(name=f"shared-{harness.kind}")
     def shared() -> str:
         return "shared"
+
+    # Shared tasks join every app built later in this process: take it back afterwards.
+    request_cleanup(harness, f"shared-{harness.kind}")
 
     Counter().clear()  # State is per process and class, shared by both flavours' runs
     harness.app.include_router(router)

@@ -17,6 +17,7 @@ class Harness:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
+        self.cleanups: list[Any] = []
         name = f"t{next(_names)}-{kind}"
         cls = AsyncQueueTasks if kind == "async" else SyncQueueTasks
         self.app: Any = cls(name=name, broker_url=f"memory://{name}")
