@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sentry_sdk
 from sentry_sdk.envelope import Envelope
+from sentry_sdk.scope import Scope
 from sentry_sdk.transport import Transport
 
 from qtasks.testing.harness import Harness
@@ -56,11 +57,11 @@ def sentry_init() -> Iterator[Callable[..., CapturingTransport]]:
 
     yield init
     sentry_sdk.get_client().close()
-    sentry_sdk.get_global_scope().set_client(None)
-    # Producers here enqueue from the process's root scopes: do not hand breadcrumbs and tags
-    # on to the next test.
-    sentry_sdk.get_isolation_scope().clear()
-    sentry_sdk.get_current_scope().clear()
+    Scope.get_global_scope().set_client(None)
+    # Producers here enqueue from the process's root scopes: do not hand their breadcrumbs on
+    # to the next test.
+    Scope.get_isolation_scope().clear_breadcrumbs()
+    Scope.get_current_scope().clear_breadcrumbs()
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import sentry_sdk
+from sentry_sdk.scope import Scope
 
 from qtasks import hookimpl
 from qtasks.sentry import SentryPlugin
@@ -166,7 +167,8 @@ async def test_other_baggage_is_kept_beside_sentrys(
         return None
 
     await harness.start()
-    queued = await harness.call("enqueue", "noop", headers={"baggage": "tenant=acme"})
+    with sentry_sdk.start_transaction(name="request"):
+        queued = await harness.call("enqueue", "noop", headers={"baggage": "tenant=acme"})
     assert (await harness.call("wait", queued.uuid, 5)).status == "success"
     baggage = probe.headers[str(queued.uuid)]["baggage"].split(",")
     assert "tenant=acme" in baggage and any(b.startswith("sentry-trace_id=") for b in baggage)
@@ -196,7 +198,7 @@ async def test_tags_set_in_a_task_stay_in_that_task(
         event = by_task[str(task.uuid)]
         assert event["tags"]["customer"] == value
         assert [c["message"] for c in event["breadcrumbs"]["values"]] == [f"working for {value}"]
-    assert "customer" not in sentry_sdk.get_isolation_scope()._tags
+    assert "customer" not in Scope.get_isolation_scope()._tags
 
 
 async def test_transaction_ends_when_the_final_write_is_refused(

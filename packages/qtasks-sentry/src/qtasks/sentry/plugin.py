@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
-from sentry_sdk.scope import use_isolation_scope, use_scope
+from sentry_sdk.scope import Scope, use_isolation_scope, use_scope
 from sentry_sdk.tracing_utils import has_tracing_enabled
 from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
 
@@ -34,7 +34,6 @@ from qtasks.sentry._task_info import TaskInfo, event_processor
 
 if TYPE_CHECKING:
     from sentry_sdk.client import BaseClient
-    from sentry_sdk.scope import Scope
     from sentry_sdk.tracing import Span
 
     from qtasks.schemas.envelope import Envelope
@@ -99,7 +98,7 @@ class SentryPlugin:
     def qtasks_add_task_before_broker(self, headers: dict[str, str]) -> dict[str, Any] | None:
         if self._client() is None or SENTRY_TRACE in headers:
             return None  # no Sentry, or the task already carries a trace (caller's, or ours)
-        trace = dict(sentry_sdk.get_current_scope().iter_trace_propagation_headers())
+        trace = dict(Scope.get_current_scope().iter_trace_propagation_headers())
         if not trace:
             return None
         existing = headers.get(BAGGAGE)
@@ -136,7 +135,7 @@ class SentryPlugin:
         try:
             scope.clear_breadcrumbs()
             scope.add_event_processor(event_processor(info))
-            task_scope = sentry_sdk.get_current_scope()  # forked along with the isolation scope
+            task_scope = Scope.get_current_scope()  # forked along with the isolation scope
             # A worker in the producer's process (asyncio app) shares the root scopes with it, and
             # their span is whatever the producer was doing: the task starts from none.
             task_scope.span = None
