@@ -87,6 +87,7 @@ class BaseWorker(Component):
         self._active: dict[str, Running] = {}
         self._cancel_requests: dict[str, str | None] = {}
         self._forced = False
+        self._registry_failing = False
 
     @property
     def queues(self) -> list[str]:
@@ -409,7 +410,18 @@ class BaseWorker(Component):
                 ttl = max(self.config.lease_timeout, 3 * self.config.heartbeat_interval)
                 yield partial(registry._set, WORKERS_NAME, self.worker_id, self.info(), ttl, False)
         except Exception as exc:  # noqa: BLE001 - the registry is advisory; tasks go on
-            self.log.warning("worker registry update failed: %s", type(exc).__name__)
+            # Once per outage, not on every heartbeat: the broker already logs the outage,
+            # and a beat every 0.25 s would bury it.
+            if not self._registry_failing:
+                self.log.warning(
+                    "worker registry update failed: %s; retrying on every heartbeat",
+                    type(exc).__name__,
+                )
+            self._registry_failing = True
+            return
+        if self._registry_failing:
+            self._registry_failing = False
+            self.log.info("worker registry updated again")
 
     def add(self, delivery: Delivery) -> Any:
         """The broker hands over a claimed task (fires `worker_add`)."""
