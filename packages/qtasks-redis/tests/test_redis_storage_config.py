@@ -18,6 +18,7 @@ NO_TTL_FAMILIES = (
     "wake",
     "queues",
     "seq",
+    "epoch",
     "msg",
     "meta",
     "lease",

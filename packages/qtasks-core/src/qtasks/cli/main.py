@@ -11,7 +11,7 @@ from qtasks import _discovery
 from qtasks.cli import admin, meta, tasks
 from qtasks.cli.appload import unreachable
 from qtasks.cli.errors import EXIT_BROKER, EXIT_INTERRUPTED, EXIT_USAGE, CliError
-from qtasks.exc import BrokerError
+from qtasks.exc import BrokerError, ConfigError
 
 COMMANDS_GROUP = "qtasks.commands"
 log = logging.getLogger("qtasks.cli")
@@ -50,5 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BrokerError, ConnectionError, TimeoutError) as exc:
         print(f"qtasks: error: {unreachable(exc)}", file=sys.stderr)
         return EXIT_BROKER
+    except ConfigError as exc:  # a setting or a broker setup the worker refuses: one line
+        print(f"qtasks: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

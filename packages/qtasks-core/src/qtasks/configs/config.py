@@ -90,6 +90,9 @@ class QueueConfig:
     An app with no tasks at all is taken to be such a producer."""
     queues: list[str] = field(default_factory=lambda: ["default"])
     """Queues this app's worker consumes, in no particular order (priority decides)."""
+    allow_eviction: bool = False
+    """Let a worker start on a broker that may evict keys under memory pressure (a Redis
+    `maxmemory-policy` other than `noeviction`), with a warning instead of a refusal."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_subscribers", [])

@@ -18,6 +18,7 @@ from qtasks.brokers.base import AsyncBroker, BaseBroker, SyncBroker
 from qtasks.exc import ConfigError, DecodeError
 from qtasks.redis._admin import BrokerAdmin
 from qtasks.redis._cancel import CancelListener
+from qtasks.redis._guards import Epoch, guard_eviction_flow
 from qtasks.redis.connection import (
     ASYNC,
     TRANSIENT,
@@ -74,6 +75,7 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
         self._listener = CancelListener(self)
         super().__init__(name=name, url=url, storage=storage, **kwargs)
         self._health = Health(self.log)
+        self._epoch = Epoch(self.keys.epoch, self.log)
         self._check_storage()
 
     def _default_storage(self) -> Any:
@@ -323,6 +325,7 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
 
     def _reap_flow_(self) -> Flow[tuple[list[tuple[str, int]], list[DeadEntry]]]:
         try:
+            yield from self._epoch.flow(self.client)
             yield self._script("PRUNE", self.storage.record_keys.indexes(), [])
             scanned = yield self._call(self.protocol.reap_scan(REAP_BATCH))
             if not scanned:
@@ -404,6 +407,8 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
         yield from self._acquire_flow()
         # Self-check: fails fast (typed) on a wrong URL, password or ACL prefix.
         yield self._call(self.protocol.reap_scan(0))
+        yield from guard_eviction_flow(self.client, self.config.allow_eviction, self.log)
+        yield from self._epoch.flow(self.client)
         self._listener.start()
 
     def _stop(self) -> Any:

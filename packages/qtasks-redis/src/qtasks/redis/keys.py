@@ -12,6 +12,8 @@ Broker (queues and leases)::
     {p}:int:{broker}       LIST  interrupt tokens for one broker's blocked claims (TTL 10 s)
     {p}:queues             SET   every queue name ever used (index, for counts)
     {p}:seq                STRING enqueue counter (FIFO within a priority)
+    {p}:epoch              STRING a random token a worker writes if absent; gone or changed
+                                 means Redis lost the app's data (see `_guards.py`)
     {p}:msg                HASH  id -> envelope JSON, while queued or leased
     {p}:meta               HASH  id -> "priority\\nqueue\\ntask", while queued or leased
     {p}:lease              ZSET  id -> lease deadline (ms, server clock)
@@ -55,8 +57,8 @@ Global config::
 
     (`~` keeps the side keys apart from any `{name}` a user picks.)
 
-Queues, indexes and wake lists are the only keys without a TTL; records of unfinished tasks
-live exactly as long as their queue entry.
+Queues, indexes, wake lists and the epoch are the only keys without a TTL; records of
+unfinished tasks live exactly as long as their queue entry.
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ class BrokerKeys:
     @property
     def seq(self) -> str:
         return self._k("seq")
+
+    @property
+    def epoch(self) -> str:
+        # Not in `families`: `flush_all` is deliberate, not a loss to report.
+        return self._k("epoch")
 
     @property
     def msg(self) -> str:
