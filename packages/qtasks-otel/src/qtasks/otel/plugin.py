@@ -6,9 +6,11 @@ sync and the asyncio app.
 
 Producer: `qtasks_add_task_before_broker` starts a PRODUCER span and injects its context into the
 envelope headers with the global propagator; `broker_add_after` (the record exists, with its id)
-ends it, in `SendSpans`, registered only once there is a recording span to end. Consumer: `worker_execute_before` extracts that context, starts the CONSUMER span as its
-child and makes it current for the task function; `worker_remove_finished_task` ends it. That is
-the last trigger before the final write and it always fires once a task finishes, even when the
+ends it, in `SendSpans`, registered only once there is a recording span to end.
+
+Consumer: `worker_execute_before` extracts that context, starts the CONSUMER span as its child
+and makes it current for the task function; `worker_remove_finished_task` ends it. That is the
+last trigger before the final write and it always fires once a task finishes, even when the
 write is then refused (lease lost, so `worker_execute_after` never comes). Both run in the
 execution's own context (the per-task asyncio task, or the pool thread), so the context attached
 in the first is detached in the second.
