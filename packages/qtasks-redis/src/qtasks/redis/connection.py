@@ -30,6 +30,8 @@ DEFAULT_URL = "redis://localhost:6379/0"
 URL_SCHEMES = ("redis", "rediss", "unix")
 TRANSIENT: tuple[type[BaseException], ...] = (rex.ConnectionError, rex.TimeoutError)
 """Errors a worker waits out (BusyLoadingError, raised while Redis replays its AOF, is one)."""
+POOL_SIZE = 100
+"""Connections per client (redis-py's default); more callers wait for a free one."""
 
 log = logging.getLogger("qtasks.redis")
 
@@ -63,22 +65,30 @@ def build_client(url: str, is_async: bool, socket_timeout: float) -> Any:
     retry with a short backoff covers a pooled connection that died (a Redis restart, a CLIENT
     KILL) without making producers hang: a call fails within about twice the socket timeout.
     Workers wait out longer outages in their own loops.
+
+    The pool is a blocking one: with all its connections busy a call waits (up to the socket
+    timeout) for one to come back. redis-py's default pool raises MaxConnectionsError past 100
+    connections instead, which an asyncio app awaiting 500 calls at once met as "Redis is
+    unreachable" (chaos scenario D6).
     """
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "max_connections": POOL_SIZE,
+        "timeout": socket_timeout,
+    }
     if is_async:
+        from redis.asyncio import BlockingConnectionPool as AsyncPool
         from redis.asyncio import Redis as AsyncRedis
         from redis.asyncio.retry import Retry as AsyncRetry
 
         retry: Any = AsyncRetry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
-        return AsyncRedis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=retry
-        )
-    from redis import Redis
+        return AsyncRedis.from_pool(AsyncPool.from_url(url, retry=retry, **options))
+    from redis import BlockingConnectionPool, Redis
     from redis.retry import Retry
 
     retry = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
-    return Redis.from_url(
-        url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=retry
-    )
+    return Redis.from_pool(BlockingConnectionPool.from_url(url, retry=retry, **options))
 
 
 def _target_of_url(url: str) -> tuple[Any, ...]:
