@@ -172,22 +172,29 @@ class BaseBroker(Component):
 
     def _add_many_flow(self, envelopes: list[Envelope]) -> Flow[list[Task]]:
         items: list[tuple[Envelope, bytes, Task]] = []
+        plugins = self.plugins
+        # Triggers nobody listens to are skipped before their arguments are built (hot path).
+        before = plugins.wants("broker_add_before")
+        max_bytes = self.config.max_payload_bytes
+        app = self.storage.app
         for env in envelopes:
-            payload = encode(env, self.config.max_payload_bytes)  # typed error, nothing written
+            payload = encode(env, max_bytes)  # typed error, nothing written
             model = new_record(env)
-            model = (
-                yield from self.plugins.broker(
-                    "broker_add_before", broker=self, storage=self.storage, model=model
-                )
-            )["model"]
+            if before:
+                model = (
+                    yield from plugins.broker(
+                        "broker_add_before", broker=self, storage=self.storage, model=model
+                    )
+                )["model"]
             _, model = yield from self.storage.prepare_add(env.id, model)
-            model._app = self.storage.app
+            model._app = app
             items.append((env, payload, model))
         yield partial(self._enqueue, items)
-        for _, _, model in items:
-            yield from self.plugins.broker(
-                "broker_add_after", broker=self, storage=self.storage, model=model
-            )
+        if plugins.wants("broker_add_after"):
+            for _, _, model in items:
+                yield from plugins.broker(
+                    "broker_add_after", broker=self, storage=self.storage, model=model
+                )
         return [model for _, _, model in items]
 
     def _add_flow(self, envelope: Envelope) -> Flow[Task]:
@@ -204,11 +211,12 @@ class BaseBroker(Component):
         yield from self.storage._update_flow(kwargs)
 
     def _finish_flow(self, delivery: Delivery, model: Task) -> Flow[bool]:
-        model = (
-            yield from self.plugins.broker(
-                "broker_remove_finished_task", broker=self, storage=self.storage, model=model
-            )
-        )["model"]
+        if self.plugins.wants("broker_remove_finished_task"):
+            model = (
+                yield from self.plugins.broker(
+                    "broker_remove_finished_task", broker=self, storage=self.storage, model=model
+                )
+            )["model"]
         done = bool((yield partial(self._finish, delivery, to_mapping(model))))
         if done:
             yield from self.storage._remove_finished_flow(delivery.envelope, model)

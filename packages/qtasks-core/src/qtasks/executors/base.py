@@ -115,7 +115,8 @@ class BaseTaskExecutor:
         if self.task_func.echo:
             handle = None if self.app is None else self.app.handles.get(self.task_func.name)
             self.args = [handle, *self.args]
-        yield from self.plugins.executor("task_executor_before_execute", task_executor=self)
+        if self.plugins.wants("task_executor_before_execute"):
+            yield from self.plugins.executor("task_executor_before_execute", task_executor=self)
 
     def _run_flow(self) -> Flow[Any]:
         try:
@@ -133,10 +134,14 @@ class BaseTaskExecutor:
                 raise
             return out["result"]
         if self.task_func.generating:
+            if not self.plugins.wants("task_executor_run_task_gen"):
+                return result
             out = yield from self.plugins.executor(
                 "task_executor_run_task_gen", task_executor=self, results=result
             )
             return out["results"]
+        if not self.plugins.wants("task_executor_run_task"):
+            return result
         out = yield from self.plugins.executor(
             "task_executor_run_task", task_executor=self, result=result
         )
@@ -156,11 +161,12 @@ class BaseTaskExecutor:
                     f"decode of task {self.task_func.name!r} returned "
                     f"{type(text).__name__}, not JSON text"
                 )
-        out = yield from self.plugins.executor(
-            "task_executor_decode", task_executor=self, result=text
-        )
-        text = out["result"]
-        if encoder is not None or out["result"] is not text:
+        if self.plugins.wants("task_executor_decode"):
+            out = yield from self.plugins.executor(
+                "task_executor_decode", task_executor=self, result=text
+            )
+            text = out["result"]
+        if encoder is not None:
             try:
                 json.loads(text)
             except ValueError:
@@ -173,24 +179,30 @@ class BaseTaskExecutor:
             yield from self._middlewares_flow("before")
             yield from self._before_flow()
             result = yield from self._run_flow()
-            yield from self.plugins.executor("task_executor_after_execute", task_executor=self)
-            result = (
-                yield from self.plugins.executor(
-                    "task_executor_after_execute_result_replace", task_executor=self, result=result
-                )
-            )["result"]
+            plugins = self.plugins
+            if plugins.wants("task_executor_after_execute"):
+                yield from plugins.executor("task_executor_after_execute", task_executor=self)
+            if plugins.wants("task_executor_after_execute_result_replace"):
+                result = (
+                    yield from plugins.executor(
+                        "task_executor_after_execute_result_replace",
+                        task_executor=self,
+                        result=result,
+                    )
+                )["result"]
             yield from self._middlewares_flow("after")
             if decode:
                 self.result_json = yield from self._decode_flow(result)
             return result
         finally:
             current_context.reset(token)
-            yield from self.plugins.executor(
-                "task_executor_task_close",
-                task_executor=self,
-                task_func=self.task_func,
-                task_broker=self.task_broker,
-            )
+            if self.plugins.wants("task_executor_task_close"):
+                yield from self.plugins.executor(
+                    "task_executor_task_close",
+                    task_executor=self,
+                    task_func=self.task_func,
+                    task_broker=self.task_broker,
+                )
 
 
 class SyncTaskExecutor(BaseTaskExecutor):

@@ -76,6 +76,8 @@ class BaseStorage(Component):
 
     def prepare_add(self, uuid: str, task_status: Task) -> Flow[tuple[str, Task]]:
         """The `storage_add` trigger; brokers that write records themselves run it too."""
+        if not self.plugins.wants("storage_add"):
+            return uuid, task_status
         out = yield from self.plugins.storage(
             "storage_add", storage=self, uuid=uuid, task_status=task_status
         )
@@ -107,10 +109,12 @@ class BaseStorage(Component):
         yield partial(self._update, name, mapping)
 
     def _add_process_flow(self, task_data: Task, priority: int) -> Flow[None]:
-        out = yield from self.plugins.storage(
-            "storage_add_process", storage=self, task_data=task_data, priority=priority
-        )
-        task: Task = out["task_data"]
+        task = task_data
+        if self.plugins.wants("storage_add_process"):
+            out = yield from self.plugins.storage(
+                "storage_add_process", storage=self, task_data=task_data, priority=priority
+            )
+            task = out["task_data"]
         fields = {"status": "process", "updated_at": repr(time.time())}
         if task.started_at is not None:
             fields["started_at"] = repr(task.started_at.timestamp())
@@ -119,6 +123,8 @@ class BaseStorage(Component):
         yield partial(self._update, str(task.uuid), fields)
 
     def _remove_finished_flow(self, task_broker: Envelope, model: Task) -> Flow[None]:
+        if not self.plugins.wants("storage_remove_finished_task"):
+            return
         yield from self.plugins.storage(
             "storage_remove_finished_task", storage=self, task_broker=task_broker, model=model
         )

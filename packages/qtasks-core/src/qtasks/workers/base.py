@@ -202,9 +202,13 @@ class BaseWorker(Component):
 
     # -- one task -------------------------------------------------------------------------------
     def _record(self, env: Any, **changes: Any) -> Task:
-        base = new_record(env)
-        base._app = self.app
-        return base.evolve(worker=self.worker_id, **changes)
+        record = new_record(env)
+        # A fresh object nobody else holds: set the fields in place (one Task, not two).
+        record._app = self.app
+        record.worker = self.worker_id
+        for name, value in changes.items():
+            setattr(record, name, value)
+        return record
 
     def _process_flow(self, running: Running) -> Flow[None]:
         delivery = running.delivery
@@ -213,23 +217,27 @@ class BaseWorker(Component):
         if task_func is None or env.id in self._cancel_requests:
             yield from self._reject_flow(running, task_func)
             return
-        out = yield from self.plugins.worker(
-            "worker_run_task_before", worker=self, task_func=task_func, task_broker=env
-        )
-        task_func, env = out["task_func"], out["task_broker"]
+        plugins = self.plugins
+        # Triggers nobody listens to are skipped before their arguments are built (hot path).
+        if plugins.wants("worker_run_task_before"):
+            out = yield from plugins.worker(
+                "worker_run_task_before", worker=self, task_func=task_func, task_broker=env
+            )
+            task_func, env = out["task_func"], out["task_broker"]
         started = _now()
         model = self._record(
             env, status=TaskStatusEnum.PROCESS.value, started_at=started, updated_at=started
         )
-        model = (
-            yield from self.plugins.worker(
-                "worker_execute_before",
-                worker=self,
-                task_broker=env,
-                task_func=task_func,
-                model=model,
-            )
-        )["model"]
+        if plugins.wants("worker_execute_before"):
+            model = (
+                yield from plugins.worker(
+                    "worker_execute_before",
+                    worker=self,
+                    task_broker=env,
+                    task_func=task_func,
+                    model=model,
+                )
+            )["model"]
         yield partial(self.broker.storage.add_process, model, env.priority)
         if self.events is not None and self.events.wants("task_running"):
             yield from self.events.flow(
@@ -288,15 +296,17 @@ class BaseWorker(Component):
         self, running: Running, task_func: Any, model: Task, error: BaseException | None
     ) -> Flow[None]:
         env = running.delivery.envelope
-        out = yield from self.plugins.worker(
-            "worker_remove_finished_task",
-            worker=self,
-            broker=self.broker,
-            task_func=task_func,
-            task_broker=env,
-            model=model,
-        )
-        model = out["model"]
+        plugins = self.plugins
+        if plugins.wants("worker_remove_finished_task"):
+            out = yield from plugins.worker(
+                "worker_remove_finished_task",
+                worker=self,
+                broker=self.broker,
+                task_func=task_func,
+                task_broker=env,
+                model=model,
+            )
+            model = out["model"]
         written = yield from self.broker._finish_flow(running.delivery, model)
         if not written:
             self.log.warning("lease lost for task %s: its result was discarded", env.id)
@@ -311,16 +321,22 @@ class BaseWorker(Component):
         else:
             name, trigger = "task_error", "worker_task_error"
             kwargs["exception"] = error
-        yield from self.plugins.worker(
-            trigger, worker=self, task_func=task_func, task_broker=env, **kwargs
-        )
+        if plugins.wants(trigger):
+            yield from plugins.worker(
+                trigger, worker=self, task_func=task_func, task_broker=env, **kwargs
+            )
         if self.events is not None and self.events.wants(name):
             yield from self.events.flow(
                 name, worker=self, task_func=task_func, task_broker=env, model=model
             )
-        yield from self.plugins.worker(
-            "worker_execute_after", worker=self, task_func=task_func, task_broker=env, model=model
-        )
+        if plugins.wants("worker_execute_after"):
+            yield from plugins.worker(
+                "worker_execute_after",
+                worker=self,
+                task_func=task_func,
+                task_broker=env,
+                model=model,
+            )
         if self.events is not None and self.events.wants("task_stopping"):
             yield from self.events.flow(
                 "task_stopping", worker=self, task_func=task_func, task_broker=env, model=model

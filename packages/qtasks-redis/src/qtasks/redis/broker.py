@@ -110,7 +110,11 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
 
     @property
     def protocol(self) -> Protocol:
-        return Protocol(self.keys, self.storage.record_keys)
+        # Built once per storage (it only holds key builders): this is on every call's path.
+        cached = self.__dict__.get("_protocol")
+        if cached is None or cached.records is not self.storage.record_keys:
+            cached = self.__dict__["_protocol"] = Protocol(self.keys, self.storage.record_keys)
+        return cached
 
     def _lease_ms(self) -> int:
         return ms(self.config.lease_timeout)
@@ -289,16 +293,23 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
         return self._run(self._finish_flow_(delivery, mapping))
 
     def _finish_flow_(self, delivery: Delivery, mapping: dict[str, str]) -> Flow[bool]:
-        call = self.protocol.finish(delivery, mapping, self._ttl_ms(), self._take_spent())
         # The result of a task that ran is worth waiting for through a short outage; a re-sent
-        # finish whose first reply was lost is recognised by the script (reply 2).
+        # finish whose first reply was lost is recognised by the script (reply 2). Final writes
+        # of tasks that end together share one round trip (`_batch.py`).
         reply = yield from persist(
-            self._call(call), self.config.lease_timeout, self.flavour.sleep, self._health, "finish"
+            self._batched(self._pack_finishes, (delivery, mapping)),
+            self.config.lease_timeout,
+            self.flavour.sleep,
+            self._health,
+            "finish",
         )
         self._cancel_seen.discard(delivery.envelope.id)
         self._spent.append(self.keys.ack_memo(delivery.token))
         self._finished_tokens.append(delivery.token)
         return int(reply) in (1, 2)
+
+    def _pack_finishes(self, items: list[tuple[Delivery, dict[str, str]]]) -> Any:
+        return self.protocol.finish_many(items, self._ttl_ms(), self._take_spent())
 
     def _requeue(self, delivery: Delivery, eta: float | None) -> Any:
         return self._run(self._requeue_flow(delivery, eta))

@@ -130,6 +130,7 @@ class RedisConnection:
         self._client = client
         self.owned = client is None
         self._scripts: dict[str, Any] = {}
+        self._batcher: Any = None
         self._lock = threading.Lock()
         self._users = 0
 
@@ -150,6 +151,17 @@ class RedisConnection:
         if found is None:
             found = self._scripts[name] = self.client(socket_timeout).register_script(SOURCES[name])
         return found
+
+    def batcher(self, socket_timeout: float) -> Any:
+        """The write-behind batcher of worker writes on this client (see `_batch.py`)."""
+        if self._batcher is None:
+            from qtasks.redis._batch import AsyncBatcher, SyncBatcher
+
+            client = self.client(socket_timeout)
+            with self._lock:
+                if self._batcher is None:
+                    self._batcher = (AsyncBatcher if self.is_async else SyncBatcher)(client)
+        return self._batcher
 
     def target(self) -> tuple[Any, ...]:
         """(host, port, unix path, db): what must match for scripts to see both key sets."""

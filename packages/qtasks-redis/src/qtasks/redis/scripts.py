@@ -146,23 +146,23 @@ local function fail_record(I, rec, done, name_key, id, reason, message, ttl_ms, 
   settle_record(I, rec, done, name_key, id, 'error', ttl_ms, now)
 end
 
--- One more finish in slot `slot` of a 60-field ring ("slot:count"; a field from an older lap
--- starts over).
-local function bump_ring(key, slot)
+-- `by` more finishes (default 1) in slot `slot` of a 60-field ring ("slot:count"; a field from
+-- an older lap starts over).
+local function bump_ring(key, slot, by)
   local field = tostring(slot % 60)
-  local n = 1
+  local n = by or 1
   local cur = redis.call('HGET', key, field)
   if cur then
     local at, c = string.match(cur, '^(%d+):(%d+)$')
-    if tonumber(at) == slot then n = tonumber(c) + 1 end
+    if tonumber(at) == slot then n = tonumber(c) + n end
   end
   redis.call('HSET', key, field, string.format('%d:%d', slot, n))
 end
 
 -- Tasks finished per second over the last minute and per minute over the last hour.
-local function count_finished(sec_ring, min_ring, now)
-  bump_ring(sec_ring, math.floor(now / 1000))
-  bump_ring(min_ring, math.floor(now / 60000))
+local function count_finished(sec_ring, min_ring, now, by)
+  bump_ring(sec_ring, math.floor(now / 1000), by)
+  bump_ring(min_ring, math.floor(now / 60000), by)
 end
 
 -- Dead-letter entry "reason\\nat\\n<len(task)>\\n<task><sample>", capped at `cap` entries.
@@ -366,6 +366,57 @@ settle_record(9, KEYS[16], KEYS[17], KEYS[18], id, ARGV[5], tonumber(ARGV[4]), n
 count_finished(KEYS[8], KEYS[19], now)
 redis.call('SET', KEYS[7], '1', 'PX', MEMO_TTL)
 return 1
+"""
+
+# The final writes of a batch of tasks in one call (the worker's write-behind batch, see
+# `_batch.py`); each item is exactly a FINISH.
+# KEYS: 1-6 state, 7 finished ring, 8 per-minute finished ring, 9-15 index block, then per item
+#       (ack memo, record, done, name index), then spent memos.
+# ARGV: ttl_ms, number of spent memos, ni, then per item: id, worker, token, status, the record
+#       as a JSON object of strings.
+# -> per item: 1 written, 2 already written by this lease (a re-sent finish), 0 lease lost.
+FINISH_MANY = """
+local ttl, ni = tonumber(ARGV[1]), tonumber(ARGV[3])
+allow_oom()
+local now = now_ms()
+local out, written = {}, 0
+for i = 0, ni - 1 do
+  local a, k = 4 + 5 * i, 16 + 4 * i
+  local id = ARGV[a]
+  local rec, done, name_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  if redis.call('HGET', KEYS[2], id) ~= ARGV[a + 1] .. '\\n' .. ARGV[a + 2] then
+    if redis.call('EXISTS', KEYS[k]) == 1 then out[i + 1] = 2 else out[i + 1] = 0 end
+  else
+    local recoveries = tonumber(redis.call('HGET', KEYS[5], id) or '0') or 0
+    local flat, keep = {}, {}
+    for field, value in pairs(cjson.decode(ARGV[a + 4])) do
+      flat[#flat + 1] = field
+      flat[#flat + 1] = value
+      keep[field] = true
+    end
+    -- The whole record is replaced (as replace_hash does): write first, then drop the rest.
+    if #flat > 0 then redis.call('HSET', rec, unpack(flat)) end
+    for _, field in ipairs(redis.call('HKEYS', rec)) do
+      if not keep[field] then redis.call('HDEL', rec, field) end
+    end
+    -- The worker builds its record from the envelope; the recoveries are Redis's to count.
+    if recoveries > (tonumber(redis.call('HGET', rec, 'recoveries') or '0') or 0) then
+      redis.call('HSET', rec, 'recoveries', recoveries)
+    end
+    forget(id)
+    settle_record(9, rec, done, name_key, id, ARGV[a + 3], ttl, now)
+    redis.call('SET', KEYS[k], '1', 'PX', MEMO_TTL)
+    written = written + 1
+    out[i + 1] = 1
+  end
+end
+if written > 0 then
+  count_finished(KEYS[7], KEYS[8], now, written)
+  -- As FINISH: spent memos go only once a write passed its fence (a re-sent finish that finds
+  -- its own memo must still find it).
+  drop_spent(tonumber(ARGV[2]))
+end
+return out
 """
 
 # KEYS: 1-6 state, 7 seq, 8 ready, 9 delayed, 10 wake, 11-17 index block, 18 record.
@@ -644,6 +695,43 @@ end
 return 1
 """
 
+# UPDATE for a batch of records in one call (the `process` marks of a worker's write-behind
+# batch, see `_batch.py`); each item is exactly an UPDATE.
+# KEYS: 1-7 index block, then per item (record, done).
+# ARGV: ttl_ms, n, then per item: id, the fields as a JSON object of strings.
+# -> per item: 1 updated, 0 no such record, -1 refused (as UPDATE).
+UPDATE_MANY = """
+local ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+allow_oom()
+local now = now_ms()
+local out = {}
+for i = 0, n - 1 do
+  local id, rec, done = ARGV[3 + 2 * i], KEYS[8 + 2 * i], KEYS[9 + 2 * i]
+  if redis.call('EXISTS', rec) == 0 then
+    out[i + 1] = 0
+  else
+    local fields = cjson.decode(ARGV[4 + 2 * i])
+    local status = fields['status']
+    local current = redis.call('HGET', rec, 'status')
+    if status and current and FINAL[current] and not FINAL[status] then
+      out[i + 1] = -1
+    else
+      local flat = {}
+      for field, value in pairs(fields) do
+        flat[#flat + 1] = field
+        flat[#flat + 1] = value
+      end
+      if #flat > 0 then redis.call('HSET', rec, unpack(flat)) end
+      if status and status ~= current then
+        settle_record(1, rec, done, false, id, status, ttl, now)
+      end
+      out[i + 1] = 1
+    end
+  end
+end
+return out
+"""
+
 # KEYS: index block.  -> live entries per index (idx:all first).  Read only.
 COUNT = """
 local now = now_ms()
@@ -729,6 +817,7 @@ SOURCES: dict[str, str] = {
         "CLAIM": CLAIM,
         "HEARTBEAT": HEARTBEAT,
         "FINISH": FINISH,
+        "FINISH_MANY": FINISH_MANY,
         "REQUEUE": REQUEUE,
         "REAP_SCAN": REAP_SCAN,
         "REAP": REAP,
@@ -740,6 +829,7 @@ SOURCES: dict[str, str] = {
         "PURGE_QUEUE": PURGE_QUEUE,
         "PUT": PUT,
         "UPDATE": UPDATE,
+        "UPDATE_MANY": UPDATE_MANY,
         "COUNT": COUNT,
         "PRUNE": PRUNE,
         "CONFIG_SET": CONFIG_SET,

@@ -69,10 +69,14 @@ class RedisStorageBase(RedisComponent, BaseStorage):
 
     @property
     def _protocol(self) -> Protocol:
-        # Storage calls use only the record half of the protocol.
-        from qtasks.redis.keys import BrokerKeys
+        # Storage calls use only the record half of the protocol; built once.
+        cached = self.__dict__.get("_protocol_cache")
+        if cached is None or cached.records is not self.record_keys:
+            from qtasks.redis.keys import BrokerKeys
 
-        return Protocol(BrokerKeys(self.record_keys.prefix), self.record_keys)
+            cached = Protocol(BrokerKeys(self.record_keys.prefix), self.record_keys)
+            self.__dict__["_protocol_cache"] = cached
+        return cached
 
     # -- primitives -------------------------------------------------------------------------
     def _put(self, uuid: str, mapping: dict[str, str]) -> Any:
@@ -83,11 +87,11 @@ class RedisStorageBase(RedisComponent, BaseStorage):
         return self._run(guarded(self._update_flow_(uuid, fields), "storage update"))
 
     def _update_flow_(self, uuid: str, fields: dict[str, str]) -> Flow[bool]:
-        call = self._protocol.update(uuid, fields, self._ttl_ms())
         # Workers mark tasks `process` through here: ride out a short outage rather than lose
-        # the task's lease to it; producers get a typed error after a few seconds.
+        # the task's lease to it; producers get a typed error after a few seconds. Updates made
+        # together (the marks of a claimed batch) share one round trip (`_batch.py`).
         reply = yield from persist(
-            self._script(*call),
+            self._batched(self._pack_updates, (uuid, fields)),
             min(5.0, self.config.lease_timeout / 2),
             self.flavour.sleep,
             self._health,
@@ -98,6 +102,9 @@ class RedisStorageBase(RedisComponent, BaseStorage):
                 "refused to reopen final record %s with status %r", uuid, fields.get("status")
             )
         return int(reply) > 0
+
+    def _pack_updates(self, items: list[tuple[str, dict[str, str]]]) -> Any:
+        return self._protocol.update_many(items, self._ttl_ms())
 
     def _get(self, uuid: str) -> Any:
         return self._run(guarded(self._get_flow_(uuid), "storage get"))

@@ -1,0 +1,205 @@
+"""Write-behind batching of worker writes: many tasks' writes, one round trip.
+
+A worker finishing ten tasks at once used to send ten FINISH scripts, one round trip each, and
+as many `process` marks. Here the writes made while a round trip is in flight (or, on the event
+loop, within one loop tick) are merged: all final writes of a batch become one FINISH_MANY
+call, all record updates one UPDATE_MANY call, sent together as one non-transactional pipeline.
+Each item keeps the checks of its single-task script (the lease fence, the re-sent-finish
+memo, no reopening of a final record); one script call per batch also saves Redis the per-call
+set-up and redis-py the per-argument encoding of the keys every item shares.
+
+A caller still waits for the reply to its own item, so a task's final write is done before its
+worker frees the slot or reports success, and a failed round trip hands every caller of the
+batch the error, to retry exactly as before (each item is safe to re-send).
+
+No thread and no timer: on the event loop the first call of a tick schedules one flush task that
+sends until nothing is pending; with threads the first caller sends (group commit) while the
+others queue behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis.exceptions as rex
+from qtasks.redis.scripts import SOURCES
+
+Call = tuple[str, list[str], list[Any]]
+Packer = Callable[[list[Any]], Call]
+"""Merges the items of one kind into one script call whose reply is a list, one per item."""
+
+_SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SOURCES.items()}
+
+
+def _groups(items: list[tuple[Packer, Any]]) -> list[tuple[Packer, list[int]]]:
+    """Item positions per packer, packers in order of first appearance (so an update sent
+    before a final write of the same task runs before it)."""
+    groups: dict[Packer, list[int]] = {}
+    for i, (packer, _) in enumerate(items):
+        groups.setdefault(packer, []).append(i)
+    return list(groups.items())
+
+
+def _queue(pipe: Any, calls: list[Call]) -> None:
+    for name, keys, args in calls:
+        pipe.execute_command("EVALSHA", _SHAS[name], len(keys), *keys, *args)
+
+
+def _spread(
+    items: list[tuple[Packer, Any]], groups: list[tuple[Packer, list[int]]], replies: list[Any]
+) -> list[tuple[bool, Any]]:
+    """Per item: (True, its reply) or (False, the error of its group's call)."""
+    out: list[tuple[bool, Any]] = [(False, None)] * len(items)
+    for (_, positions), reply in zip(groups, replies, strict=True):
+        if isinstance(reply, BaseException):
+            for i in positions:
+                out[i] = (False, reply)
+        else:
+            for i, value in zip(positions, reply, strict=True):
+                out[i] = (True, value)
+    return out
+
+
+class _Pipeline:
+    """Builds the merged calls and sends them (sync client); NOSCRIPT (after SCRIPT FLUSH or
+    a restart) loads the script and re-sends the calls that did not run."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def run(self, items: list[tuple[Packer, Any]]) -> list[tuple[bool, Any]]:
+        groups = _groups(items)
+        calls = [packer([items[i][1] for i in positions]) for packer, positions in groups]
+        pipe = self.client.pipeline(transaction=False)
+        _queue(pipe, calls)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
+        if missing:
+            for name in {calls[i][0] for i in missing}:
+                self.client.script_load(SOURCES[name])
+            pipe = self.client.pipeline(transaction=False)
+            _queue(pipe, [calls[i] for i in missing])
+            for i, reply in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+        return _spread(items, groups, replies)
+
+    async def run_async(self, items: list[tuple[Packer, Any]]) -> list[tuple[bool, Any]]:
+        groups = _groups(items)
+        calls = [packer([items[i][1] for i in positions]) for packer, positions in groups]
+        pipe = self.client.pipeline(transaction=False)
+        _queue(pipe, calls)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
+        if missing:
+            for name in {calls[i][0] for i in missing}:
+                await self.client.script_load(SOURCES[name])
+            pipe = self.client.pipeline(transaction=False)
+            _queue(pipe, [calls[i] for i in missing])
+            again = await pipe.execute(raise_on_error=False)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return _spread(items, groups, replies)
+
+
+class _Slot:
+    __slots__ = ("done", "item", "ok", "value")
+
+    def __init__(self, item: tuple[Packer, Any]) -> None:
+        self.item = item
+        self.done = False
+        self.ok = False
+        self.value: Any = None
+
+    def settle(self, ok: bool, value: Any) -> None:
+        self.ok, self.value, self.done = ok, value, True
+
+    def result(self) -> Any:
+        if not self.ok:
+            raise self.value
+        return self.value
+
+
+class SyncBatcher:
+    """Group commit for threads: whoever finds no send in flight sends everything pending."""
+
+    def __init__(self, client: Any) -> None:
+        self._pipeline = _Pipeline(client)
+        self._cond = threading.Condition()
+        self._pending: list[_Slot] = []
+        self._sending = False
+
+    def call(self, packer: Packer, item: Any) -> Any:
+        slot = _Slot((packer, item))
+        with self._cond:
+            self._pending.append(slot)
+            while self._sending and not slot.done:
+                self._cond.wait()
+            if slot.done:
+                return slot.result()
+            self._sending = True
+            batch, self._pending = self._pending, []
+        try:
+            # Our own item is in this batch, so one send settles it; a waiter leads the next.
+            try:
+                outcomes = self._pipeline.run([s.item for s in batch])
+            except Exception as exc:  # noqa: BLE001 - every caller gets it and decides
+                outcomes = [(False, exc)] * len(batch)
+            for s, (ok, value) in zip(batch, outcomes, strict=True):
+                s.settle(ok, value)
+        finally:
+            with self._cond:
+                self._sending = False
+                for s in batch:
+                    if not s.done:  # interrupted (KeyboardInterrupt): let them retry
+                        s.settle(False, RuntimeError("batched write interrupted"))
+                self._cond.notify_all()
+        return slot.result()
+
+
+class AsyncBatcher:
+    """The event-loop flavour: calls of one tick share a round trip; calls made while it is in
+    flight share the next one."""
+
+    def __init__(self, client: Any) -> None:
+        self._pipeline = _Pipeline(client)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[tuple[Packer, Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def call(self, packer: Packer, item: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A client serves one loop at a time; calls of a closed loop are gone with it.
+            self._loop, self._pending, self._flusher = loop, [], None
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(((packer, item), future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    outcomes = await self._pipeline.run_async([item for item, _ in batch])
+                except asyncio.CancelledError:
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every caller gets it and decides
+                    outcomes = [(False, exc)] * len(batch)
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    if future.done():  # its caller was cancelled meanwhile
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            if asyncio.current_task() is self._flusher:
+                self._flusher = None
