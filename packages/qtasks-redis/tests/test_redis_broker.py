@@ -36,6 +36,13 @@ def envs(broker: Any, *specs: tuple[str, int], queue: str = "default") -> list[E
     return [broker.make_envelope("t", priority, args=[key], queue=queue) for key, priority in specs]
 
 
+def ran(broker: Any, deliveries: list[Delivery]) -> None:
+    """Mark claimed tasks as started (status process), as a worker does before running one:
+    only crashes while a task ran count toward poison."""
+    for delivery in deliveries:
+        broker.storage.add_process(broker.storage.get(delivery.envelope.id), 0)
+
+
 def reaped(broker: Any, admin: redis.Redis) -> bool:
     """Run the reaper; True once no lease is held (returned or dead-lettered)."""
     broker.reap()
@@ -142,15 +149,28 @@ def test_reaper_returns_lapsed_leases_counting_recoveries(app: Any) -> None:
 def test_poison_is_dead_lettered_after_max_recoveries(app: Any, admin: redis.Redis) -> None:
     broker = app.broker
     broker.add_many(envs(broker, ("poison", 0)))
-    for attempt in range(3):  # max_recoveries=2: the third lapse dead-letters it
-        assert broker.claim(f"w{attempt}", 1, 1.0, ["default"])
+    for attempt in range(3):  # max_recoveries=2: the third crash while it ran dead-letters it
+        ran(broker, broker.claim(f"w{attempt}", 1, 1.0, ["default"]))
         wait_for(lambda: reaped(broker, admin), 3, "a lapse")
     assert broker.claim("w", 1, 0.1, ["default"]) == []
     (dead,) = broker.list_dead()
     assert dead.reason == "poison" and dead.task_name == "t" and '"poison"' in dead.sample
     record = app.get(dead.uuid)
     assert record.status == "error" and record.extra["dead_reason"] == "poison"
+    assert record.recoveries == 2  # the third lapse condemned it
     assert "poison" in record.traceback
+
+
+def test_lapses_before_a_task_started_do_not_make_it_poison(app: Any, admin: redis.Redis) -> None:
+    # A task its worker only prefetched when a poison task killed it (chaos scenario C7).
+    broker = app.broker
+    broker.add_many(envs(broker, ("bystander", 0)))
+    for attempt in range(3):  # max_recoveries=2, but it never ran
+        assert broker.claim(f"w{attempt}", 1, 1.0, ["default"])
+        wait_for(lambda: reaped(broker, admin), 3, "a lapse")
+    assert broker.list_dead() == []
+    (delivery,) = broker.claim("w", 1, 0.5, ["default"])
+    assert app.get(delivery.envelope.id).recoveries == 3  # each lapse is still counted
 
 
 MALFORMED = {
@@ -243,7 +263,7 @@ def test_dead_letters_can_be_retried_and_purged(app: Any, admin: redis.Redis) ->
     broker = app.broker
     broker.add_many(envs(broker, ("d", 0)))
     for attempt in range(3):
-        assert broker.claim(f"w{attempt}", 1, 1.0, ["default"])
+        ran(broker, broker.claim(f"w{attempt}", 1, 1.0, ["default"]))
         wait_for(lambda: reaped(broker, admin), 3, "a lapse")
     (dead,) = broker.list_dead()
     assert broker.retry_dead(dead.uuid) is True
