@@ -160,6 +160,7 @@ class Workers:
         crash_key: str | None = None,
         log_level: str = "info",
         extra_env: dict[str, str] | None = None,
+        command: list[str] | None = None,
         **config: Any,
     ) -> Worker:
         env = {
@@ -180,8 +181,9 @@ class Workers:
             env["TQ_CRASH_AT"] = crash_at
             env["TQ_CRASH_KEY"] = crash_key or ""
         env.update(extra_env or {})
-        argv = [sys.executable, "-m", "qtasks", "-A", "chaos_app:build", "run"]
-        argv += ["--log-level", log_level]
+        argv = [sys.executable, *(command or ["-m", "qtasks", "-A", "chaos_app:build", "run"])]
+        if command is None:
+            argv += ["--log-level", log_level]
         worker = Worker(argv, env, self.tmp / f"worker{len(self.started)}.log")
         self.started.append(worker)
         return worker
