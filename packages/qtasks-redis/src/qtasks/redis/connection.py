@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -190,6 +191,9 @@ class RedisConnection:
         return None
 
 
+_RESET = re.compile(r"reset by peer|closed by server", re.IGNORECASE)
+
+
 def translate(exc: BaseException, what: str) -> BaseException:
     """A redis-py error as the typed error producers see (no URL, so no password)."""
     # Redis 6.2 reports OOM inside a script as a plain script error.
@@ -205,7 +209,11 @@ def translate(exc: BaseException, what: str) -> BaseException:
     if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
         return BrokerError(f"{what}: Redis refused the credentials")
     if isinstance(exc, TRANSIENT):
-        return BrokerError(f"{what}: Redis is unreachable ({type(exc).__name__}: {exc})")
+        hint = ""
+        if isinstance(exc, rex.ConnectionError) and _RESET.search(str(exc)):
+            # What a plain redis:// client meets at a TLS port (chaos scenario E3).
+            hint = "; if that port speaks TLS, use a rediss:// URL"
+        return BrokerError(f"{what}: Redis is unreachable ({type(exc).__name__}: {exc}){hint}")
     if isinstance(exc, rex.RedisError):
         return BrokerError(f"{what}: Redis error ({type(exc).__name__}: {exc})")
     return exc
