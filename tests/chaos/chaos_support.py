@@ -346,3 +346,26 @@ def final_count(url: str, prefix: str = PREFIX) -> int:
     for status in FINAL:
         pipe.zcard(f"{prefix}:idx:status:{status}")
     return sum(pipe.execute())
+
+
+# -- injection ------------------------------------------------------------------------------
+
+
+class Touch:
+    """Unpickling this runs `touch <path>`: the canary of a worker that trusts pickle."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.path}",))
+
+
+def dead_reasons(app: Any) -> dict[str, str]:
+    return {entry.uuid: entry.reason for entry in app.broker.list_dead(limit=100)}
+
+
+def inject(client: Any, task_id: str, payload: bytes, queue: str = "default") -> None:
+    """What an attacker with write access to Redis could put straight into a queue."""
+    client.hset("tq:msg", task_id, payload)
+    client.zadd(f"tq:q:{queue}", {task_id: 0})

@@ -7,6 +7,7 @@ append-only ledger as the workers.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -19,6 +20,10 @@ from qtasks.timer import AsyncTimer, SyncTimer
 
 
 def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("CHAOS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     app = QueueTasks(name=os.environ.get("CHAOS_NAME", "tq"))
 
     @app.task(name="tick")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import time
 from itertools import pairwise
@@ -17,8 +16,11 @@ import pytest
 from chaos_support import (
     Faults,
     Ledger,
+    Touch,
     admin,
     check,
+    dead_reasons,
+    inject,
     producer,
     rss_kib,
     settled,
@@ -29,20 +31,6 @@ from qtasks.exc import PayloadTooLargeError, SerializationError
 from qtasks.testing import RedisServer
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
-
-
-class Touch:
-    """Unpickling this runs `touch <path>`: the canary of a worker that trusts pickle."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (os.system, (f"touch {self.path}",))
-
-
-def dead_reasons(app: Any) -> dict[str, str]:
-    return {entry.uuid: entry.reason for entry in app.broker.list_dead(limit=100)}
 
 
 def test_c1_unknown_task(
@@ -107,12 +95,6 @@ REASONS = {
     "deep": "invalid_schema",
     "two-mb": "oversized",
 }
-
-
-def inject(client: Any, task_id: str, payload: bytes, queue: str = "default") -> None:
-    """What an attacker with write access to Redis could put straight into a queue."""
-    client.hset("tq:msg", task_id, payload)
-    client.zadd(f"tq:q:{queue}", {task_id: 0})
 
 
 def test_c3_malformed_injection(
