@@ -113,7 +113,8 @@ def make_app(url: str, variant: str) -> Any:
 
 def worker(url: str, variant: str) -> None:
     app = make_app(url, variant)
-    app.run_forever()
+    loops = os.environ.get("BENCH_CLAIM_LOOPS")
+    app.run_forever(num_workers=int(loops)) if loops else app.run_forever()
 
 
 # -- producers ----------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ class BaseQueueTasks(TaskRegistrar):
                 task=task,
             )
         if timeout is not None:
-            return (yield from self._wait_flow(str(task.uuid), timeout))
+            return (yield from self._wait_flow(str(task.uuid), timeout, fresh=True))
         return task
 
     def _bulk_flow(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> Flow[list[Task]]:
@@ -228,13 +228,17 @@ class BaseQueueTasks(TaskRegistrar):
             envelopes.append(env)
         return (yield from self.broker._add_many_flow(envelopes))
 
-    def _wait_flow(self, uuid: str, timeout: float) -> Flow[Task | None]:
-        """The final record, following retry links, within `timeout`; woken by the write."""
+    def _wait_flow(self, uuid: str, timeout: float, fresh: bool = False) -> Flow[Task | None]:
+        """The final record, following retry links, within `timeout`; woken by the write.
+        `fresh`: the task was just enqueued here (its record cannot be final yet)."""
         deadline = time.monotonic() + timeout
         statuses = frozenset(self.config.result_statuses_end) | {"retry"}
         while True:
             remaining = max(0.0, deadline - time.monotonic())
-            task: Task | None = yield from self.broker.storage._wait_flow(uuid, remaining, statuses)
+            task: Task | None = yield from self.broker.storage._wait_flow(
+                uuid, remaining, statuses, fresh
+            )
+            fresh = False
             if task is None:
                 return None
             if task.status == "retry" and task.retry_child_uuid:

@@ -111,6 +111,14 @@ class BaseBroker(Component):
     def _stop(self) -> Any:
         return None
 
+    # A broker whose primitives are themselves flows overrides these to run them as steps of
+    # the caller's flow: one driver per call instead of two (they are on every task's path).
+    def _enqueue_steps(self, items: list[tuple[Envelope, bytes, Task]]) -> Flow[Any]:
+        return (yield partial(self._enqueue, items))
+
+    def _finish_steps(self, delivery: Delivery, mapping: dict[str, str]) -> Flow[Any]:
+        return (yield partial(self._finish, delivery, mapping))
+
     def interrupt(self) -> Any:
         """Wake blocked `claim` calls (used when a worker stops)."""
         return None
@@ -189,7 +197,7 @@ class BaseBroker(Component):
             _, model = yield from self.storage.prepare_add(env.id, model)
             model._app = app
             items.append((env, payload, model))
-        yield partial(self._enqueue, items)
+        yield from self._enqueue_steps(items)
         if plugins.wants("broker_add_after"):
             for _, _, model in items:
                 yield from plugins.broker(
@@ -217,7 +225,7 @@ class BaseBroker(Component):
                     "broker_remove_finished_task", broker=self, storage=self.storage, model=model
                 )
             )["model"]
-        done = bool((yield partial(self._finish, delivery, to_mapping(model))))
+        done = bool((yield from self._finish_steps(delivery, to_mapping(model))))
         if done:
             yield from self.storage._remove_finished_flow(delivery.envelope, model)
         return done

@@ -70,6 +70,11 @@ class BaseStorage(Component):
     def _stop(self) -> Any:
         return None
 
+    def _update_steps(self, uuid: str, fields: dict[str, str]) -> Flow[Any]:
+        """`_update` as steps of the caller's flow; a storage whose `_update` is itself a flow
+        overrides this (one driver per call instead of two: a worker updates every task)."""
+        return (yield partial(self._update, uuid, fields))
+
     # -- shared flows -----------------------------------------------------------------------------
     def _decode(self, mapping: dict[str, str] | None) -> Task | None:
         return None if mapping is None else from_mapping(mapping, self.app)
@@ -109,6 +114,13 @@ class BaseStorage(Component):
         yield partial(self._update, name, mapping)
 
     def _add_process_flow(self, task_data: Task, priority: int) -> Flow[None]:
+        handle = yield from self._add_process_begin(task_data, priority)
+        yield from self._update_end(handle)
+
+    def _add_process_begin(self, task_data: Task, priority: int) -> Flow[Any]:
+        """The `storage_add_process` trigger and the `process` mark; -> a handle for
+        `_update_end`. A worker begins the mark, runs the task and ends the mark after the
+        final write, so a storage that can write behind does not delay the task by it."""
         task = task_data
         if self.plugins.wants("storage_add_process"):
             out = yield from self.plugins.storage(
@@ -120,7 +132,18 @@ class BaseStorage(Component):
             fields["started_at"] = repr(task.started_at.timestamp())
         if task.worker is not None:
             fields["worker"] = task.worker
-        yield partial(self._update, str(task.uuid), fields)
+        return (yield from self._update_begin(str(task.uuid), fields))
+
+    def _update_begin(self, uuid: str, fields: dict[str, str]) -> Flow[Any]:
+        """Start `_update`; by default it is done here and the handle is None. A storage that
+        writes behind returns a handle and finishes in `_update_end`, where the update is
+        known to be written before any write submitted after it."""
+        yield from self._update_steps(uuid, fields)
+        return None
+
+    def _update_end(self, handle: Any) -> Flow[None]:
+        return
+        yield
 
     def _remove_finished_flow(self, task_broker: Envelope, model: Task) -> Flow[None]:
         if not self.plugins.wants("storage_remove_finished_task"):
@@ -151,8 +174,18 @@ class BaseStorage(Component):
         yield from self.plugins.storage("storage_flush_all", storage=self)
         yield self._flush
 
-    def _wait_flow(self, uuid: str, timeout: float, statuses: frozenset[str]) -> Flow[Task | None]:
-        return self._decode((yield partial(self._wait_final, str(uuid), timeout, statuses)))
+    def _wait_flow(
+        self, uuid: str, timeout: float, statuses: frozenset[str], fresh: bool = False
+    ) -> Flow[Task | None]:
+        """`fresh`: the caller just enqueued the task (a storage may skip its first read)."""
+        return self._decode((yield from self._wait_steps(str(uuid), timeout, statuses, fresh)))
+
+    def _wait_steps(
+        self, uuid: str, timeout: float, statuses: frozenset[str], fresh: bool
+    ) -> Flow[Any]:
+        """`_wait_final` as steps of the caller's flow (a storage whose wait is a flow
+        overrides this and may use `fresh`)."""
+        return (yield partial(self._wait_final, uuid, timeout, statuses))
 
     def _start_flow(self) -> Flow[None]:
         if self.global_config is not None:

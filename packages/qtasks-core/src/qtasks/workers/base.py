@@ -238,7 +238,11 @@ class BaseWorker(Component):
                     model=model,
                 )
             )["model"]
-        yield partial(self.broker.storage.add_process, model, env.priority)
+        # The `process` mark (`storage.add_process`), inline in this driver; a storage that
+        # writes behind sends it with the next batch of writes, and it is settled after the
+        # final write (which it always precedes).
+        storage = self.broker.storage
+        mark = yield from storage._add_process_begin(model, env.priority)
         if self.events is not None and self.events.wants("task_running"):
             yield from self.events.flow(
                 "task_running", worker=self, task_func=task_func, task_broker=env
@@ -291,6 +295,7 @@ class BaseWorker(Component):
                     )
                 )["model"]
         yield from self._finish_flow(running, task_func, model, error)
+        yield from storage._update_end(mark)
 
     def _finish_flow(
         self, running: Running, task_func: Any, model: Task, error: BaseException | None

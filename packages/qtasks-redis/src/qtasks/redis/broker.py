@@ -72,6 +72,8 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
         self._cancel_seen: set[str] = set()
         self._spent: deque[str] = deque()
         self._finished_tokens: deque[str] = deque(maxlen=4096)
+        self._drained: dict[tuple[str, ...], float] = {}
+        """Queues whose last claim emptied them -> when their next delayed task is due."""
         self._listener = CancelListener(self)
         super().__init__(name=name, url=url, storage=storage, **kwargs)
         self._health = Health(self.log)
@@ -137,6 +139,9 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
     def _enqueue(self, items: list[tuple[Envelope, bytes, Task]]) -> Any:
         return self._run(self._enqueue_flow(items))
 
+    def _enqueue_steps(self, items: list[tuple[Envelope, bytes, Task]]) -> Flow[list[bool]]:
+        return self._enqueue_flow(items)
+
     def _enqueue_flow(self, items: list[tuple[Envelope, bytes, Task]]) -> Flow[list[bool]]:
         if not items:
             return []
@@ -158,6 +163,14 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
         wake_keys = [self.keys.wake(q) for q in queues]
         wake_keys.append(self.keys.interrupt(self.broker_id))
         max_bytes = self.config.max_payload_bytes
+        drained = self._drained.pop(tuple(queues), None)
+        if drained is not None and not self._interrupted:
+            # The last claim on these queues left them empty: block on the wake-up lists first
+            # instead of sending a claim that finds nothing (a task enqueued since then left a
+            # token, so this returns at once), never past the next eta.
+            wait = min(timeout, self._block_limit(), max(0.0, drained - time.monotonic()))
+            if wait >= MIN_BLOCK:
+                yield partial(self.client.blpop, wake_keys, round(wait, 3))
         while True:
             # One claim id per attempt: a re-sent claim (lost reply) gets the same deliveries.
             claim_id = uuidlib.uuid4().hex[:16]
@@ -196,6 +209,9 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
                 deliveries.append(delivery)
             if deliveries or entries:
                 if deliveries:
+                    if len(entries) < limit:
+                        eta_in = (next_eta - now_ms) / 1000 if next_eta >= 0 else float("inf")
+                        self._drained[tuple(queues)] = time.monotonic() + eta_in
                     return deliveries
                 continue  # only malformed entries: look again at once
             remaining = deadline - time.monotonic()
@@ -291,6 +307,9 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
 
     def _finish(self, delivery: Delivery, mapping: dict[str, str]) -> Any:
         return self._run(self._finish_flow_(delivery, mapping))
+
+    def _finish_steps(self, delivery: Delivery, mapping: dict[str, str]) -> Flow[bool]:
+        return self._finish_flow_(delivery, mapping)
 
     def _finish_flow_(self, delivery: Delivery, mapping: dict[str, str]) -> Flow[bool]:
         # The result of a task that ran is worth waiting for through a short outage; a re-sent

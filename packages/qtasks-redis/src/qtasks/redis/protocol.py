@@ -67,7 +67,8 @@ class Protocol:
     def enqueue(self, items: list[tuple[Envelope, bytes, dict[str, str]]]) -> Call:
         queues = list(dict.fromkeys(check_queue(env.queue) for env, _, _ in items))
         index = {q: i for i, q in enumerate(queues)}
-        keys = [*self.keys.task_state(), self.keys.seq, self.keys.queues, *self.records.indexes()]
+        keys = [self.keys.msg, self.keys.meta, self.keys.seq, self.keys.queues]
+        keys += self.records.indexes()
         for q in queues:
             keys += (self.keys.ready(q), self.keys.delayed(q), self.keys.wake(q))
         args: list[Any] = [len(queues), len(items), *queues]
@@ -76,17 +77,16 @@ class Protocol:
                 self.records.record(env.id),
                 self.records.index_name(mapping.get("task_name", env.task)),
             )
-            eta = "" if env.eta is None else ms(env.eta)
             args += (
                 env.id,
                 payload,
                 meta(env),
                 clamp_priority(env.priority),
-                eta,
+                "" if env.eta is None else ms(env.eta),
                 index[env.queue],
                 mapping.get("status", "new"),
-                len(mapping),
-                *flat(mapping),
+                # One argument instead of two per field: redis-py encodes each argument.
+                _encoder.encode(mapping),
             )
         return "ENQUEUE", keys, args
 

@@ -180,43 +180,56 @@ local function bury(dead, info, id, reason, sample, task, now, cap)
 end
 """.replace("@DONE_TTL@", str(DONE_TTL_MS)).replace("@MEMO_TTL@", str(MEMO_TTL_MS))
 
-# KEYS: 1-6 state, 7 seq, 8 queues set, 9-15 index block, 16.. (ready, delayed, wake) per queue,
-#       then (record, name index) per item.
+# KEYS: 1 msg, 2 meta, 3 seq, 4 queues set, 5-11 index block, 12.. (ready, delayed, wake) per
+#       queue, then (record, name index) per item.
 # ARGV: nq, ni, queue names..., then per item: id, payload, meta, priority, eta_ms|'', queue
-#       index, status, nf, fields...
+#       index, status, the record as a JSON object of strings.
 # -> created flags (1 written, 0 skipped: the id exists, so a re-sent enqueue is a no-op)
 ENQUEUE = """
-local now = now_ms()
 local nq, ni = tonumber(ARGV[1]), tonumber(ARGV[2])
-local Q = 16
+local Q = 12
 local base = Q + 3 * nq
 local a = 3
+-- The first write: refused under OOM before anything is written (see the header).
 for _ = 1, nq do
-  redis.call('SADD', KEYS[8], ARGV[a])
+  redis.call('SADD', KEYS[4], ARGV[a])
   a = a + 1
 end
+local now = now_ms()
+local live = live_score()
 local created, touched = {}, {}
 for i = 0, ni - 1 do
   local id, payload, meta = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local priority, eta, q = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-  local status, nf = ARGV[a + 6], tonumber(ARGV[a + 7])
-  local from = a + 8
-  a = from + 2 * nf
+  local status, record = ARGV[a + 6], ARGV[a + 7]
+  a = a + 8
   local rec, name_key = KEYS[base + 2 * i], KEYS[base + 2 * i + 1]
-  if redis.call('EXISTS', rec) == 1 or redis.call('HEXISTS', KEYS[3], id) == 1 then
+  if redis.call('EXISTS', rec) == 1 or redis.call('HEXISTS', KEYS[1], id) == 1 then
     created[i + 1] = 0
   else
-    if nf > 0 then redis.call('HSET', rec, unpack(ARGV, from, from + 2 * nf - 1)) end
-    redis.call('HSET', KEYS[3], id, payload)
-    redis.call('HSET', KEYS[4], id, meta)
+    local flat = {}
+    for field, value in pairs(cjson.decode(record)) do
+      flat[#flat + 1] = field
+      flat[#flat + 1] = value
+    end
+    if #flat > 0 then redis.call('HSET', rec, unpack(flat)) end
+    redis.call('HSET', KEYS[1], id, payload)
+    redis.call('HSET', KEYS[2], id, meta)
     if eta and eta > now then
       redis.call('ZADD', KEYS[Q + 3 * q + 1], eta, id)
     else
-      redis.call('ZADD', KEYS[Q + 3 * q], ready_score(KEYS[7], priority), id)
+      redis.call('ZADD', KEYS[Q + 3 * q], ready_score(KEYS[3], priority), id)
     end
     touched[q] = true
     redis.call('ZREMRANGEBYSCORE', name_key, '-inf', now)
-    index_record(9, name_key, id, status, live_score(i))
+    -- A new id: no other status index holds it (an old record with this id expired, and so
+    -- did its index entries, which pruning drops), so only its own indexes are written.
+    local score = live + i
+    redis.call('ZADD', KEYS[5], score, id)
+    for s, name in ipairs(STATUSES) do
+      if name == status then redis.call('ZADD', KEYS[5 + s], score, id) end
+    end
+    redis.call('ZADD', name_key, score, id)
     created[i + 1] = 1
   end
 end

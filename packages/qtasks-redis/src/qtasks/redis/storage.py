@@ -86,6 +86,9 @@ class RedisStorageBase(RedisComponent, BaseStorage):
     def _update(self, uuid: str, fields: dict[str, str]) -> Any:
         return self._run(guarded(self._update_flow_(uuid, fields), "storage update"))
 
+    def _update_steps(self, uuid: str, fields: dict[str, str]) -> Flow[Any]:
+        return guarded(self._update_flow_(uuid, fields), "storage update")
+
     def _update_flow_(self, uuid: str, fields: dict[str, str]) -> Flow[bool]:
         # Workers mark tasks `process` through here: ride out a short outage rather than lose
         # the task's lease to it; producers get a typed error after a few seconds. Updates made
@@ -102,6 +105,27 @@ class RedisStorageBase(RedisComponent, BaseStorage):
                 "refused to reopen final record %s with status %r", uuid, fields.get("status")
             )
         return int(reply) > 0
+
+    def _update_begin(self, uuid: str, fields: dict[str, str]) -> Flow[Any]:
+        if not self.flavour.is_async:
+            return (yield from super()._update_begin(uuid, fields))
+        # Write-behind on the event loop: the update joins the next batch of writes (`_batch`)
+        # and the caller goes on; `_update_end` collects the reply.
+        batcher = self.connection.batcher(self.config.socket_timeout)
+        return (yield partial(_Behind, batcher.call(self._pack_updates, (uuid, fields)), uuid))
+
+    def _update_end(self, handle: Any) -> Flow[None]:
+        if handle is None:
+            return
+        try:
+            reply = yield handle.reply
+        except Exception as exc:  # noqa: BLE001 - see below
+            # The final write came after this update (it was submitted later) and it is what
+            # counts; a lost `process` mark only ever showed the status a little late.
+            self.log.debug("process mark of %s not written: %s", handle.uuid, exc)
+            return
+        if int(reply) < 0:
+            self.log.warning("refused to reopen final record %s with status 'process'", handle.uuid)
 
     def _pack_updates(self, items: list[tuple[str, dict[str, str]]]) -> Any:
         return self._protocol.update_many(items, self._ttl_ms())
@@ -169,17 +193,27 @@ class RedisStorageBase(RedisComponent, BaseStorage):
     def _wait_final(self, uuid: str, timeout: float, statuses: frozenset[str]) -> Any:
         return self._run(guarded(self._wait_final_flow(uuid, timeout, statuses), "wait"))
 
+    def _wait_steps(
+        self, uuid: str, timeout: float, statuses: frozenset[str], fresh: bool
+    ) -> Flow[Any]:
+        return guarded(self._wait_final_flow(uuid, timeout, statuses, fresh), "wait")
+
     def _wait_final_flow(
-        self, uuid: str, timeout: float, statuses: frozenset[str]
+        self, uuid: str, timeout: float, statuses: frozenset[str], fresh: bool = False
     ) -> Flow[dict[str, str] | None]:
         client = self.client
         record, done = self.record_keys.record(uuid), self.record_keys.done(uuid)
         deadline = time.monotonic() + timeout
         woken = False
+        # A task this caller just enqueued is not final yet: block on its token at once (a
+        # final write in between leaves the token, so the block returns at once).
+        read = not fresh
         while True:
-            mapping = _mapping((yield partial(client.hgetall, record)))
-            if mapping is not None and mapping.get("status") in statuses:
-                return mapping
+            if read:
+                mapping = _mapping((yield partial(client.hgetall, record)))
+                if mapping is not None and mapping.get("status") in statuses:
+                    return mapping
+            read = True
             if woken:
                 # A token but no matching record: a stale token (the record was replaced or
                 # removed). Drop it; the next final write pushes a fresh one.
@@ -235,6 +269,26 @@ class RedisStorageBase(RedisComponent, BaseStorage):
 
     def _stop(self) -> Any:
         return self._run(self._release_flow())
+
+
+class _Behind:
+    """A write sent behind: its pending reply, not awaited by the driver until asked for."""
+
+    __slots__ = ("future", "uuid")
+
+    def __init__(self, future: Any, uuid: str) -> None:
+        self.future = future
+        self.uuid = uuid
+        # Retrieved even when the task's flow ends before asking (no "never retrieved" noise).
+        future.add_done_callback(_retrieve)
+
+    def reply(self) -> Any:
+        return self.future
+
+
+def _retrieve(future: Any) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class SyncRedisStorage(RedisStorageBase, SyncStorage):
