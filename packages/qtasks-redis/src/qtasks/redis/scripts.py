@@ -523,7 +523,8 @@ for i = 0, ni - 1 do
       local sample = string.sub(redis.call('HGET', KEYS[3], id) or '', 1, 1024)
       bury(KEYS[8], KEYS[9], id, 'poison', sample, task, now, cap)
       fail_record(10, rec, done, name_key, id, 'poison',
-                  'dead-lettered: poison (its worker was lost ' .. crashes .. ' times while it ran)',
+                  'dead-lettered: poison (its worker was lost ' .. crashes
+                    .. ' times while it ran)',
                   ttl, now)
       forget(id)
       dead[#dead + 1] = id
