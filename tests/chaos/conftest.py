@@ -174,6 +174,7 @@ class Workers:
             CHAOS_NAME=name,
             CHAOS_LEDGER=str(self.ledger.path),
             PYTHONUNBUFFERED="1",
+            PYTHONFAULTHANDLER="1",
         )
         for key, value in {**FAST, **config}.items():
             env[f"QTASKS_{key.upper()}"] = str(value)
@@ -203,9 +204,29 @@ class Workers:
     def stop_all(self, timeout: float = 15) -> dict[int, int]:
         """SIGTERM every live worker at once (a graceful drain); their exit codes."""
         live = [w for w in self.started if w.alive()]
+        # A worker still importing has no SIGTERM handler yet and would die of the signal
+        # (-15): let each one reach its consume loop first (it logs "consuming").
+        wait_for(
+            lambda: all("consuming" in w.log() or not w.alive() for w in live),
+            30,
+            "every worker to be consuming before the drain",
+        )
         for worker in live:
             worker.terminate()
-        return {w.pid: w.wait(timeout) for w in live}
+        deadline = time.monotonic() + timeout
+        codes = {}
+        for worker in live:
+            try:
+                codes[worker.pid] = worker.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                # A hung drain: faulthandler (PYTHONFAULTHANDLER) writes every thread's stack
+                # to the worker's log on SIGABRT, so the failure shows where it hangs.
+                worker.signal(signal.SIGABRT)
+                worker.proc.wait(5)
+                raise AssertionError(
+                    f"worker {worker.pid} did not drain within {timeout}s:\n{worker.log()[-6000:]}"
+                ) from None
+        return codes
 
     def logs(self) -> str:
         return "\n".join(f"--- worker {w.pid}\n{w.log()[-4000:]}" for w in self.started)

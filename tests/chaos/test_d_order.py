@@ -235,7 +235,7 @@ def test_d6_async_cancel_crosstalk(
         async def rounds() -> None:
             for _ in range(3):
                 await asyncio.gather(
-                    *(read(task_id, rng.uniform(0.002, 0.06)) for task_id in expected)
+                    *(read(task_id, rng.uniform(0.005, 0.6)) for task_id in expected)
                 )
 
         asyncio.run(rounds())
