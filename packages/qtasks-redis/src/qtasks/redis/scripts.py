@@ -495,19 +495,6 @@ for i = 0, ni - 1 do
     redis.call('HDEL', KEYS[2], id)
     local count = redis.call('HINCRBY', KEYS[5], id, 1)
     local flagged = redis.call('HGET', KEYS[6], id)
-    -- Poison is judged by the crashes that hit the task while it ran (status `process`, written
-    -- before it starts): a task its worker had only claimed (prefetched) cannot have killed
-    -- it. Every lapse still counts as a recovery, and a cap on them bounds a task whose
-    -- worker keeps dying before starting it.
-    local status = redis.call('HGET', rec, 'status')
-    local crashes = count
-    if status then
-      crashes = tonumber(redis.call('HGET', rec, 'crashes') or '0') or 0
-      if status == 'process' then
-        crashes = crashes + 1
-        redis.call('HSET', rec, 'crashes', crashes)
-      end
-    end
     if flagged then
       if redis.call('EXISTS', rec) == 1 then
         local s = stamp(now)
@@ -519,13 +506,11 @@ for i = 0, ni - 1 do
       end
       forget(id)
       cancelled[#cancelled + 1] = id
-    elseif crashes > max_rec or count > 4 * (max_rec + 1) then
+    elseif count > max_rec then
       local sample = string.sub(redis.call('HGET', KEYS[3], id) or '', 1, 1024)
       bury(KEYS[8], KEYS[9], id, 'poison', sample, task, now, cap)
       fail_record(10, rec, done, name_key, id, 'poison',
-                  'dead-lettered: poison (its worker was lost ' .. crashes
-                    .. ' times while it ran)',
-                  ttl, now)
+                  'dead-lettered: poison (its worker was lost ' .. count .. ' times)', ttl, now)
       forget(id)
       dead[#dead + 1] = id
       dead[#dead + 1] = sample
@@ -533,6 +518,7 @@ for i = 0, ni - 1 do
       redis.call('ZADD', KEYS[Q + 2 * q],
                  ready_score(KEYS[7], priority_of(redis.call('HGET', KEYS[4], id))), id)
       wake(KEYS[Q + 2 * q + 1])
+      local status = redis.call('HGET', rec, 'status')
       if status and not FINAL[status] then
         redis.call('HSET', rec, 'status', 'new', 'recoveries', count, 'updated_at', stamp(now))
         index_record(10, name_key, id, 'new', live_score())
