@@ -107,6 +107,19 @@ def ensure_peer(name: str) -> str | None:
     return None
 
 
+class Base:
+    """`--base DIR`: a source tree of an older qtasks, run as framework `qtasks-base`."""
+
+    src: Path | None = None
+
+
+def base_pythonpath() -> str:
+    assert Base.src is not None
+    return os.pathsep.join(
+        str(Base.src / "packages" / name / "src") for name in ("qtasks-core", "qtasks-redis")
+    )
+
+
 def script_of(framework: str) -> tuple[str, str]:
     if framework.startswith("qtasks"):
         return sys.executable, str(HERE / "qtasks_bench.py")
@@ -136,15 +149,22 @@ class Runner:
         env.update(extra)
         return env
 
+    def env_for(self, framework: str, env: dict[str, str] | None) -> dict[str, str]:
+        env = dict(env or self.env())
+        if framework == "qtasks-base":
+            env["PYTHONPATH"] = base_pythonpath()
+        return env
+
     def producer(
         self, framework: str, command: str, variant: str = "", env: dict[str, str] | None = None
     ) -> dict[str, Any]:
+        env = self.env_for(framework, env)
         python, script = script_of(framework)
         argv = [python, script, command, "--url", self.server.url]
         if variant:
             argv += ["--variant", variant]
         done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=900, env=env or self.env(), check=False
+            argv, capture_output=True, text=True, timeout=900, env=env, check=False
         )
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
@@ -154,6 +174,7 @@ class Runner:
     def start_worker(
         self, framework: str, variant: str = "", env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
+        env = self.env_for(framework, env)
         python, script = script_of(framework)
         argv = [python, script, "worker", "--url", self.server.url]
         if variant:
@@ -163,7 +184,7 @@ class Runner:
             argv,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env or self.env(),
+            env=env,
             start_new_session=True,
         )
 
@@ -254,25 +275,26 @@ class Runner:
 def plan(runner: Runner, peers: list[str]) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
     """One round: (result key, run) in the order they run; frameworks alternate."""
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    ours = ["qtasks", "qtasks-base"] if Base.src is not None else ["qtasks"]
     for command in ("async", "sync", "pipelined", "evalsha"):
         steps.append((f"ceiling/{command}", lambda c=command: runner.ceiling(c)))
-    for fw in ["qtasks", *peers]:
+    for fw in [*ours, *peers]:
         steps.append((f"e2e/{fw}", lambda fw=fw: runner.with_worker(fw, "e2e")))
     for variant in ("sync", "otel", "sentry"):
         steps.append(
             (f"e2e/qtasks-{variant}", lambda v=variant: runner.with_worker("qtasks", "e2e", v))
         )
         steps.append(("e2e/qtasks", lambda: runner.with_worker("qtasks", "e2e")))
-    for fw in ["qtasks", *peers]:
+    for fw in [*ours, *peers]:
         steps.append((f"enqueue/{fw}", lambda fw=fw: runner.alone(fw, "enqueue")))
-    for fw in ["qtasks", *[p for p in peers if p == "rq"]]:
+    for fw in [*ours, *[p for p in peers if p == "rq"]]:
         steps.append((f"bulk/{fw}", lambda fw=fw: runner.alone(fw, "bulk")))
-    for fw in ["qtasks", *peers]:
+    for fw in [*ours, *peers]:
         steps.append((f"drain/{fw}", lambda fw=fw: runner.with_worker(fw, "drain", fill=True)))
     steps.append(
         ("drain/qtasks-sync", lambda: runner.with_worker("qtasks", "drain", "sync", fill=True))
     )
-    for fw in ["qtasks", *peers]:
+    for fw in [*ours, *peers]:
         variant = "defaults" if fw == "arq" else ""
         steps.append(
             (f"latency/{fw}", lambda fw=fw, v=variant: runner.with_worker(fw, "latency", v))
@@ -375,6 +397,24 @@ def table(res: Results, peers: list[str]) -> str:
         v = res.median(f"e2e/qtasks-{variant}")
         delta = f"{100 * (v / base - 1):+.1f}%" if v and base else "-"
         out.append(f"| {variant} | {cell('e2e/qtasks-' + variant)} | {delta} |")
+    if any(k.endswith("/qtasks-base") for k in res.values):
+        out += [
+            "",
+            "| qtasks before / after (median) | before (--base) | after | after / before |",
+            "|---|---|---|---|",
+        ]
+        for label, key, metric in (
+            ("end to end, tasks/s", "e2e", "rate"),
+            ("enqueue, tasks/s", "enqueue", "rate"),
+            ("bulk enqueue, tasks/s", "bulk", "rate"),
+            ("drain, tasks/s", "drain", "rate"),
+            ("round trip median, ms", "latency", "median_ms"),
+            ("round trip p99, ms", "latency", "p99_ms"),
+        ):
+            old, new = res.median(f"{key}/qtasks-base", metric), res.median(f"{key}/qtasks", metric)
+            ratio = f"{new / old:.2f}x" if old and new else "-"
+            out.append(f"| {label} | {fmt(old)} | {fmt(new)} | {ratio} |")
+        out.append("")
     mem = res.values.get("memory", [{}])[-1]
     per_record = mem.get("redis_bytes_per_record")
     if mem:
@@ -416,7 +456,9 @@ def main() -> None:
     ap.add_argument("--only", default="", help="run only result keys with this prefix, e.g. e2e/")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--base", type=Path, help="source tree of an older qtasks: before/after rows")
     args = ap.parse_args()
+    Base.src = args.base
     settings = QUICK if args.quick else FULL
     if args.rounds:
         settings.rounds = args.rounds
