@@ -163,11 +163,14 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
         wake_keys = [self.keys.wake(q) for q in queues]
         wake_keys.append(self.keys.interrupt(self.broker_id))
         max_bytes = self.config.max_payload_bytes
-        drained = self._drained.pop(tuple(queues), None)
+        key = tuple(queues)
+        drained = self._drained.get(key)
         if drained is not None and not self._interrupted:
             # The last claim on these queues left them empty: block on the wake-up lists first
             # instead of sending a claim that finds nothing (a task enqueued since then left a
-            # token, so this returns at once), never past the next eta.
+            # token, so this returns at once), never past the next eta. Every claim loop of
+            # the worker does so until a claim fills its limit: an enqueue wakes one of them,
+            # and a claim that leaves work behind passes the wake-up on.
             wait = min(timeout, self._block_limit(), max(0.0, drained - time.monotonic()))
             if wait >= MIN_BLOCK:
                 yield partial(self.client.blpop, wake_keys, round(wait, 3))
@@ -211,7 +214,9 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
                 if deliveries:
                     if len(entries) < limit:
                         eta_in = (next_eta - now_ms) / 1000 if next_eta >= 0 else float("inf")
-                        self._drained[tuple(queues)] = time.monotonic() + eta_in
+                        self._drained[key] = time.monotonic() + eta_in
+                    else:
+                        self._drained.pop(key, None)
                     return deliveries
                 continue  # only malformed entries: look again at once
             remaining = deadline - time.monotonic()
