@@ -18,6 +18,7 @@ shared by the sync and async flavours.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid as uuidlib
 from abc import abstractmethod
@@ -318,7 +319,14 @@ class BaseBroker(Component):
                 worker.release(free)
                 failures += 1
                 delay = min(0.05 * 2 ** min(failures, 6), 2.0)
-                self.log.warning("claim failed (%s); retrying in %.2fs", type(exc).__name__, delay)
+                # The first failure of a run is a warning; the retries of the same outage are
+                # debug noise (the broker logs the outage's start and end once each).
+                self.log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
+                    "claim failed (%s); retrying in %.2fs",
+                    type(exc).__name__,
+                    delay,
+                )
                 yield partial(worker.pause, delay)
                 continue
             failures = 0
