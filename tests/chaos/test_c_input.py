@@ -243,11 +243,9 @@ def test_c7_poison_crasher(
     url = server.url
     app = producer(url)
     timing = {"lease_timeout": 0.5, "heartbeat_interval": 0.1, "max_recoveries": 2}
-    # One slot and no prefetch: a dead worker held only the task that killed it. Tasks claimed
-    # beside a poison task (prefetched, or running in other slots) share its lapses and can be
-    # dead-lettered with it: nothing in Redis tells which task killed a process (the asyncio
-    # worker's `process` mark may still be in flight). See docs/reliability.md, known limits.
-    timing.update(max_tasks_process=1, prefetch=0)
+    # Default concurrency and prefetch: the poison's first crash takes the tasks claimed beside
+    # it down too, and all of them become suspects; suspects then run one at a time with their
+    # start made durable, so later crashes count only against the poison.
     pool = [workers.start(url, flavour, **timing) for _ in range(2)]
     workers.ready(app, *pool)
     poison = str(app.add_task("suicide", "p").uuid)
@@ -273,5 +271,6 @@ def test_c7_poison_crasher(
     report.assert_clean(at_rest=None)
     assert report.placement == {"dead": 1, "terminal": 30}
     bystanders = [i for i in good if app.get(i).recoveries]
+    assert all(app.get(i).status == "success" for i in good)  # none dead-lettered with it
     chaos_result.set(bystanders_recovered=len(bystanders))  # claimed beside it, then re-run
     workers.stop_all()

@@ -498,3 +498,35 @@ async def test_depends_worker_scope_lives_until_the_worker_stops(harness: Harnes
     assert events == ["open"]  # one value shared by the worker's tasks
     await harness.stop()
     assert events == ["open", "close"]
+
+
+async def test_suspects_run_one_at_a_time_beside_other_tasks(harness: Harness) -> None:
+    # A suspect is a task whose lease lapsed before (its worker died while holding it). If
+    # suspects ran together, a poison one would take its fellow suspects down with it again
+    # and count crashes against them too (chaos C7).
+    harness.app.config.max_tasks_process = 4
+    lock = threading.Lock()
+    suspects = {"now": 0, "peak": 0}
+    beside: list[bool] = []
+    plain_ran = threading.Event()
+
+    @harness.task(name="probe")
+    def probe(kind: str) -> None:
+        if kind == "plain":
+            plain_ran.set()
+            return
+        with lock:
+            suspects["now"] += 1
+            suspects["peak"] = max(suspects["peak"], suspects["now"])
+        beside.append(plain_ran.wait(5))  # plain tasks still run while a suspect does
+        with lock:
+            suspects["now"] -= 1
+
+    queued = [await harness.add_task("probe", "suspect") for _ in range(3)]
+    for task in queued:
+        harness.app.broker.store.recoveries[str(task.uuid)] = 1
+    queued += [await harness.add_task("probe", "plain") for _ in range(3)]
+    await harness.start()
+    records = [await harness.call("wait", t.uuid, 10) for t in queued]
+    assert [r.status for r in records] == ["success"] * 6
+    assert suspects["peak"] == 1 and beside == [True, True, True]

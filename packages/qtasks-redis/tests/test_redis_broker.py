@@ -11,6 +11,7 @@ import pytest
 import redis
 from redis_test_support import sync_app, wait_for
 
+from qtasks._drive import run_sync
 from qtasks.schemas.delivery import Delivery
 from qtasks.schemas.envelope import Envelope
 
@@ -37,8 +38,11 @@ def envs(broker: Any, *specs: tuple[str, int], queue: str = "default") -> list[E
 
 
 def ran(broker: Any, deliveries: list[Delivery]) -> None:
-    """Mark claimed tasks as started (status process), as a worker does when it runs one."""
+    """Start claimed tasks as a worker does: a suspect (one that lapsed before) gets its start
+    made durable first, so that its next lapse counts as a crash."""
     for delivery in deliveries:
+        if delivery.recoveries:
+            run_sync(broker._mark_started_flow(delivery))
         broker.storage.add_process(broker.storage.get(delivery.envelope.id), 0)
 
 
@@ -157,7 +161,48 @@ def test_poison_is_dead_lettered_after_max_recoveries(app: Any, admin: redis.Red
     record = app.get(dead.uuid)
     assert record.status == "error" and record.extra["dead_reason"] == "poison"
     assert record.recoveries == 2  # the third lapse condemned it
-    assert "poison" in record.traceback
+    assert "poison" in record.traceback and "3 times while it ran" in record.traceback
+
+
+def test_claims_report_lapses_and_only_started_suspects_count_as_crashed(
+    app: Any, admin: redis.Redis
+) -> None:
+    # Chaos C7's bystander: claimed (prefetched) by workers that a poison task killed, again and
+    # again, but never started after its first lapse; it must not be dead-lettered as poison.
+    broker = app.broker
+    broker.add_many(envs(broker, ("bystander", 0)))
+    for attempt in range(6):  # max_recoveries=2, and twice as many lapses
+        (delivery,) = broker.claim(f"w{attempt}", 1, 1.0, ["default"])
+        assert delivery.recoveries == attempt
+        wait_for(lambda: reaped(broker, admin), 3, "a lapse")
+    assert broker.list_dead() == []
+    (delivery,) = broker.claim("w", 1, 0.5, ["default"])
+    assert app.get(delivery.envelope.id).recoveries == 6  # every lapse is still counted
+    # A start mark under a lease that is no longer the worker's does not count.
+    stale = Delivery(delivery.envelope, "stale-token", "w")
+    run_sync(broker._mark_started_flow(stale))
+    assert admin.hget("QueueTasks:recov", f"s:{delivery.envelope.id}") is None
+    # A finished task leaves no lapse count, crash count or start mark behind.
+    run_sync(broker._mark_started_flow(delivery))
+    assert (
+        broker.remove_finished_task(
+            delivery, app.get(delivery.envelope.id).evolve(status="success")
+        )
+        is True
+    )
+    assert admin.hlen("QueueTasks:recov") == 0
+
+
+def test_lapses_beyond_the_cap_dead_letter_a_task_that_never_starts(
+    app: Any, admin: redis.Redis
+) -> None:
+    broker = app.broker
+    broker.add_many(envs(broker, ("never", 0)))
+    for attempt in range(4 * 3 + 1):  # 4 x (max_recoveries + 1), then one more
+        assert broker.claim(f"w{attempt}", 1, 1.0, ["default"])
+        wait_for(lambda: reaped(broker, admin), 3, "a lapse")
+    (dead,) = broker.list_dead()
+    assert dead.reason == "poison" and "13 lapsed leases" in app.get(dead.uuid).traceback
 
 
 MALFORMED = {

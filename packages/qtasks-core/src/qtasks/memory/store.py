@@ -115,7 +115,7 @@ class MemoryStore:
                 env = self.pending[best[2]]
                 token = uuidlib.uuid4().hex
                 self.leases[env.id] = Lease(worker, token, now + lease_timeout)
-                out.append(Delivery(env, token, worker, now))
+                out.append(Delivery(env, token, worker, now, self.recoveries.get(env.id, 0)))
             next_eta = self.delayed[0][0] if self.delayed else None
             if not out and waiter is not None:
                 self.consumer_waiters.append(waiter)

@@ -85,6 +85,7 @@ class BaseWorker(Component):
         self._leases: dict[str, str] = {}
         self._reserved = 0
         self._active: dict[str, Running] = {}
+        self._suspect: str | None = None
         self._cancel_requests: dict[str, str | None] = {}
         self._forced = False
         self._registry_failing = False
@@ -148,19 +149,33 @@ class BaseWorker(Component):
 
     def _dispatch(self) -> None:
         started: list[Delivery] = []
+        held: list[tuple[int, int, Delivery]] = []
         with self._lock:
             while (
                 self.running and self._buffer and len(self._active) < self.config.max_tasks_process
             ):
-                _, _, delivery = heapq.heappop(self._buffer)
+                item = heapq.heappop(self._buffer)
+                delivery = item[2]
+                # Suspects (tasks whose lease lapsed before) run one at a time: if one kills
+                # the process again, it is the only suspect that was running, and the others
+                # are not counted as crashed with it.
+                if delivery.recoveries:
+                    if self._suspect is not None:
+                        held.append(item)
+                        continue
+                    self._suspect = delivery.envelope.id
                 self._active[delivery.envelope.id] = Running(delivery)
                 started.append(delivery)
+            for item in held:
+                heapq.heappush(self._buffer, item)
         for delivery in started:
             self._start_delivery(delivery)
 
     def _done(self, delivery: Delivery) -> None:
         task_id = delivery.envelope.id
         with self._lock:
+            if self._suspect == task_id:
+                self._suspect = None
             self._active.pop(task_id, None)
             self._leases.pop(task_id, None)
             self._cancel_requests.pop(task_id, None)
@@ -238,6 +253,11 @@ class BaseWorker(Component):
                     model=model,
                 )
             )["model"]
+        if delivery.recoveries:
+            try:
+                yield from self.broker._mark_started_flow(delivery)
+            except Exception as exc:  # noqa: BLE001 - the lapse cap still bounds the task
+                self.log.warning("start mark of task %s failed: %r", env.id, exc)
         # The `process` mark (`storage.add_process`), inline in this driver; a storage that
         # writes behind sends it with the next batch of writes, and it is settled after the
         # final write (which it always precedes).

@@ -198,9 +198,13 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
             if entries:
                 self._spent.append(self.keys.claim_memo(claim_id))
             deliveries: list[Delivery] = []
-            for task_id, token, q, kind, data in entries:
+            for task_id, token, q, kind, data, lapses in entries:
                 delivery = Delivery(
-                    Envelope(id=task_id, task="", queue=queues[q]), token, worker_id, time.time()
+                    Envelope(id=task_id, task="", queue=queues[q]),
+                    token,
+                    worker_id,
+                    time.time(),
+                    lapses,
                 )
                 try:
                     delivery.envelope = self._decode_entry(
@@ -334,6 +338,20 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
 
     def _pack_finishes(self, items: list[tuple[Delivery, dict[str, str]]]) -> Any:
         return self.protocol.finish_many(items, self._ttl_ms(), self._take_spent())
+
+    def _mark_started_flow(self, delivery: Delivery) -> Flow[None]:
+        # Worth a short wait (it decides whether a crash counts toward poison), not a long one:
+        # without it, the lapse cap still bounds the task.
+        try:
+            yield from persist(
+                self._call(self.protocol.started(delivery)),
+                min(5.0, self.config.lease_timeout),
+                self.flavour.sleep,
+                self._health,
+                "start mark",
+            )
+        except TRANSIENT:
+            self.log.warning("could not mark suspect task %s as started", delivery.envelope.id)
 
     def _requeue(self, delivery: Delivery, eta: float | None) -> Any:
         return self._run(self._requeue_flow(delivery, eta))

@@ -18,7 +18,8 @@ Broker (queues and leases)::
     {p}:meta               HASH  id -> "priority\\nqueue\\ntask", while queued or leased
     {p}:lease              ZSET  id -> lease deadline (ms, server clock)
     {p}:owner              HASH  id -> "worker id\\nlease token"
-    {p}:recov              HASH  id -> lease recoveries so far
+    {p}:recov              HASH  id -> lapsed leases so far; c:id -> crashes while it ran;
+                                 s:id -> lease token of a suspect's durable start
     {p}:cancel             HASH  id -> reason, for running tasks asked to stop
     {p}:claim:{claim id}   STRING memo of one claim, so a re-sent claim returns the same
                                  deliveries (TTL lease_timeout)

@@ -111,12 +111,15 @@ class Protocol:
         )
 
     @staticmethod
-    def parse_claim(reply: list[Any]) -> tuple[int, int, list[tuple[str, str, int, str, bytes]]]:
-        """-> (server now ms, next eta ms or -1, [(id, token, queue index, kind, data)])."""
+    def parse_claim(
+        reply: list[Any],
+    ) -> tuple[int, int, list[tuple[str, str, int, str, bytes, int]]]:
+        """-> (server now ms, next eta ms or -1,
+        [(id, token, queue index, kind, data, lapsed leases)])."""
         now, next_eta = int(reply[0]), int(reply[1])
         entries = []
-        for i in range(2, len(reply), 5):
-            task_id, token, q, kind, data = reply[i : i + 5]
+        for i in range(2, len(reply), 6):
+            task_id, token, q, kind, data, lapses = reply[i : i + 6]
             entries.append(
                 (
                     text(task_id),
@@ -124,9 +127,14 @@ class Protocol:
                     int(q),
                     text(kind),
                     raw(data) if data is not None else b"",
+                    int(lapses),
                 )
             )
         return now, next_eta, entries
+
+    def started(self, delivery: Delivery) -> Call:
+        args = [delivery.envelope.id, delivery.worker_id, delivery.token]
+        return "STARTED", self.keys.task_state(), args
 
     # -- leases -----------------------------------------------------------------------------
     def heartbeat(self, worker_id: str, leases: dict[str, str], lease_ms: int) -> Call:

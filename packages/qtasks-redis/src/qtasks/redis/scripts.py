@@ -76,7 +76,12 @@ end
 -- Forget a task's queue state (not its queue entry, not its record).
 local function forget(id)
   redis.call('ZREM', KEYS[1], id)
-  for i = 2, 6 do redis.call('HDEL', KEYS[i], id) end
+  for i = 2, 4 do redis.call('HDEL', KEYS[i], id) end
+  -- The crash count and start mark exist only for a task that lapsed before (see REAP).
+  if redis.call('HDEL', KEYS[5], id) == 1 then
+    redis.call('HDEL', KEYS[5], 'c:' .. id, 's:' .. id)
+  end
+  redis.call('HDEL', KEYS[6], id)
 end
 
 -- Replace a hash with ARGV[from .. from + 2n - 1]; the write comes first (see OOM above).
@@ -239,7 +244,8 @@ return created
 
 # KEYS: 1-6 state, 7 seq, 8 claim memo, 9.. (ready, delayed, wake) per queue, then spent memos.
 # ARGV: worker, limit, lease_ms, claim id, max payload bytes, nq, number of spent memos.
-# -> {now, next eta or -1, then per claimed task: id, token, queue index, kind, data}
+# -> {now, next eta or -1, then per claimed task: id, token, queue index, kind, data,
+#    lapsed leases so far (a task that lapsed before runs as a suspect, see REAP)}
 #    kind: 'ok' (data = payload), 'oversized' (data = first KiB), 'missing' (no payload).
 CLAIM = """
 local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -257,7 +263,8 @@ local function add(id, token, q)
   elseif redis.call('HEXISTS', KEYS[3], id) == 0 then
     kind = 'missing'
   end
-  for _, v in ipairs({id, token, q, kind, data}) do out[#out + 1] = v end
+  local lapses = tonumber(redis.call('HGET', KEYS[5], id) or '0') or 0
+  for _, v in ipairs({id, token, q, kind, data, lapses}) do out[#out + 1] = v end
 end
 
 -- A re-sent claim (lost reply, client retry) returns what the first one claimed.
@@ -352,6 +359,16 @@ for i = 3, #ARGV, 2 do
   end
 end
 return {lost, cancelled}
+"""
+
+# KEYS: 1-6 state.  ARGV: id, worker, token.
+# -> 1 marked, 0 the lease is not this worker's any more.
+# A suspect (a task that lapsed before) is about to run under this lease (see REAP).
+STARTED = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] .. '\\n' .. ARGV[3] then return 0 end
+allow_oom()
+redis.call('HSET', KEYS[5], 's:' .. ARGV[1], ARGV[3])
+return 1
 """
 
 # KEYS: 1-6 state, 7 ack memo, 8 finished ring, 9-15 index block, 16 record, 17 done,
@@ -491,9 +508,21 @@ for i = 0, ni - 1 do
   local deadline = redis.call('ZSCORE', KEYS[1], id)
   -- Re-checked here: a heartbeat or a finish since the scan wins.
   if deadline and tonumber(deadline) <= now then
+    local owner = redis.call('HGET', KEYS[2], id) or ''
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     local count = redis.call('HINCRBY', KEYS[5], id, 1)
+    -- Poison is judged by crashes while the task ran. A first lapse cannot tell which of the
+    -- tasks a dead worker held was running, so it counts for all of them; after it, the worker
+    -- runs the task as a suspect (one at a time) and marks its start under its lease token
+    -- before running it (`s:<id>`), so later lapses count only if it really started. A cap on
+    -- lapses bounds a task whose worker keeps dying before starting it.
+    local started = redis.call('HGET', KEYS[5], 's:' .. id)
+    redis.call('HDEL', KEYS[5], 's:' .. id)
+    local crashes = tonumber(redis.call('HGET', KEYS[5], 'c:' .. id) or '0') or 0
+    if count == 1 or (started and owner:sub(-#started - 1) == '\\n' .. started) then
+      crashes = redis.call('HINCRBY', KEYS[5], 'c:' .. id, 1)
+    end
     local flagged = redis.call('HGET', KEYS[6], id)
     if flagged then
       if redis.call('EXISTS', rec) == 1 then
@@ -506,11 +535,12 @@ for i = 0, ni - 1 do
       end
       forget(id)
       cancelled[#cancelled + 1] = id
-    elseif count > max_rec then
+    elseif crashes > max_rec or count > 4 * (max_rec + 1) then
       local sample = string.sub(redis.call('HGET', KEYS[3], id) or '', 1, 1024)
       bury(KEYS[8], KEYS[9], id, 'poison', sample, task, now, cap)
       fail_record(10, rec, done, name_key, id, 'poison',
-                  'dead-lettered: poison (its worker was lost ' .. count .. ' times)', ttl, now)
+                  'dead-lettered: poison (its worker was lost ' .. crashes ..
+                  ' times while it ran, ' .. count .. ' lapsed leases)', ttl, now)
       forget(id)
       dead[#dead + 1] = id
       dead[#dead + 1] = sample
@@ -829,6 +859,7 @@ SOURCES: dict[str, str] = {
         "ENQUEUE": ENQUEUE,
         "CLAIM": CLAIM,
         "HEARTBEAT": HEARTBEAT,
+        "STARTED": STARTED,
         "FINISH": FINISH,
         "FINISH_MANY": FINISH_MANY,
         "REQUEUE": REQUEUE,
