@@ -36,6 +36,15 @@ Packer = Callable[[list[Any]], Call]
 HOPS = 2
 """Loop iterations between the first write of a batch and its flush (see `AsyncBatcher`)."""
 
+Key = tuple[str, str] | None
+"""What an item is to its task: `("mark", id)` for a `process` mark, `("final", id)` for a
+final write, None for anything else (see `_superseded`)."""
+
+SUPERSEDED = 1
+"""The reply of a `process` mark that was not sent because its task's final write is in the
+same batch: the final record replaces the whole record, so the mark would be overwritten in
+the same round trip (its script reply for "written")."""
+
 _SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SOURCES.items()}
 
 
@@ -49,6 +58,17 @@ def _groups(items: list[tuple[Packer, Any]]) -> list[tuple[Packer, list[int]]]:
         else:
             groups.append((packer, [i]))
     return groups
+
+
+def _superseded(keys: list[Key]) -> set[int]:
+    """Positions of `process` marks whose task's final write is in the same batch. A task whose
+    body finished at once (the common case for short tasks) thus costs one write, not two."""
+    finals = {key[1] for key in keys if key is not None and key[0] == "final"}
+    if not finals:
+        return set()
+    return {
+        i for i, key in enumerate(keys) if key is not None and key[0] == "mark" and key[1] in finals
+    }
 
 
 def _queue(pipe: Any, calls: list[Call]) -> None:
@@ -113,10 +133,11 @@ class _Pipeline:
 
 
 class _Slot:
-    __slots__ = ("done", "item", "ok", "value")
+    __slots__ = ("done", "item", "key", "ok", "value")
 
-    def __init__(self, item: tuple[Packer, Any]) -> None:
+    def __init__(self, item: tuple[Packer, Any], key: Key) -> None:
         self.item = item
+        self.key = key
         self.done = False
         self.ok = False
         self.value: Any = None
@@ -139,8 +160,8 @@ class SyncBatcher:
         self._pending: list[_Slot] = []
         self._sending = False
 
-    def call(self, packer: Packer, item: Any) -> Any:
-        slot = _Slot((packer, item))
+    def call(self, packer: Packer, item: Any, key: Key = None) -> Any:
+        slot = _Slot((packer, item), key)
         with self._cond:
             self._pending.append(slot)
             while self._sending and not slot.done:
@@ -149,6 +170,10 @@ class SyncBatcher:
                 return slot.result()
             self._sending = True
             batch, self._pending = self._pending, []
+        skipped = _superseded([s.key for s in batch])
+        for i in skipped:
+            batch[i].settle(True, SUPERSEDED)
+        batch = [s for i, s in enumerate(batch) if i not in skipped]
         try:
             # Our own item is in this batch, so one send settles it; a waiter leads the next.
             try:
@@ -174,17 +199,17 @@ class AsyncBatcher:
     def __init__(self, client: Any) -> None:
         self._pipeline = _Pipeline(client)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[tuple[Packer, Any], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[tuple[Packer, Any], asyncio.Future[Any], Key]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._scheduled = False
 
-    def call(self, packer: Packer, item: Any) -> asyncio.Future[Any]:
+    def call(self, packer: Packer, item: Any, key: Key = None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             # A client serves one loop at a time; calls of a closed loop are gone with it.
             self._loop, self._pending, self._flusher, self._scheduled = loop, [], None, False
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(((packer, item), future))
+        self._pending.append(((packer, item), future, key))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._hop, loop, HOPS)
@@ -205,15 +230,20 @@ class AsyncBatcher:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                skipped = _superseded([key for _, _, key in batch])
+                for i in skipped:
+                    if not batch[i][1].done():
+                        batch[i][1].set_result(SUPERSEDED)
+                batch = [entry for i, entry in enumerate(batch) if i not in skipped]
                 try:
-                    outcomes = await self._pipeline.run_async([item for item, _ in batch])
+                    outcomes = await self._pipeline.run_async([item for item, _, _ in batch])
                 except asyncio.CancelledError:
-                    for _, future in batch:
+                    for _, future, _ in batch:
                         future.cancel()
                     raise
                 except Exception as exc:  # noqa: BLE001 - every caller gets it and decides
                     outcomes = [(False, exc)] * len(batch)
-                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                for (_, future, _), (ok, value) in zip(batch, outcomes, strict=True):
                     if future.done():  # its caller was cancelled meanwhile
                         continue
                     if ok:

@@ -56,10 +56,11 @@ class RedisComponent(Component):
         """A step that runs a protocol call (script name, keys, args)."""
         return self._script(*call)
 
-    def _batched(self, packer: Any, item: Any) -> Any:
+    def _batched(self, packer: Any, item: Any, key: tuple[str, str] | None = None) -> Any:
         """A step that sends `item` in the next shared round trip, merged with the other items
         of `packer` into one script call (see `_batch.py`); its reply is the item's own."""
-        return partial(self.connection.batcher(self.config.socket_timeout).call, packer, item)
+        batcher = self.connection.batcher(self.config.socket_timeout)
+        return partial(batcher.call, packer, item, key)
 
     def _ttl_ms(self) -> int:
         """`config.result_ttl` for the scripts (0: keep finished records)."""

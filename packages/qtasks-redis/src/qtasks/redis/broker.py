@@ -325,7 +325,9 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
         # finish whose first reply was lost is recognised by the script (reply 2). Final writes
         # of tasks that end together share one round trip (`_batch.py`).
         reply = yield from persist(
-            self._batched(self._pack_finishes, (delivery, mapping)),
+            self._batched(
+                self._pack_finishes, (delivery, mapping), ("final", delivery.envelope.id)
+            ),
             self.config.lease_timeout,
             self.flavour.sleep,
             self._health,

@@ -112,7 +112,10 @@ class RedisStorageBase(RedisComponent, BaseStorage):
         # Write-behind on the event loop: the update joins the next batch of writes (`_batch`)
         # and the caller goes on; `_update_end` collects the reply.
         batcher = self.connection.batcher(self.config.socket_timeout)
-        return (yield partial(_Behind, batcher.call(self._pack_updates, (uuid, fields)), uuid))
+        # A `process` mark is dropped if the task's final write joins the same batch.
+        key = ("mark", uuid) if fields.get("status") == "process" else None
+        future = batcher.call(self._pack_updates, (uuid, fields), key)
+        return (yield partial(_Behind, future, uuid))
 
     def _update_end(self, handle: Any) -> Flow[None]:
         if handle is None:
