@@ -207,26 +207,31 @@ class RedisStorageBase(RedisComponent, BaseStorage):
         client = self.client
         record, done = self.record_keys.record(uuid), self.record_keys.done(uuid)
         deadline = time.monotonic() + timeout
-        woken = False
         # A task this caller just enqueued is not final yet: block on its token at once (a
         # final write in between leaves the token, so the block returns at once).
-        read = not fresh
+        if not fresh:
+            mapping = _mapping((yield partial(client.hgetall, record)))
+            if mapping is not None and mapping.get("status") in statuses:
+                return mapping
         while True:
-            if read:
-                mapping = _mapping((yield partial(client.hgetall, record)))
-                if mapping is not None and mapping.get("status") in statuses:
-                    return mapping
-            read = True
-            if woken:
-                # A token but no matching record: a stale token (the record was replaced or
-                # removed). Drop it; the next final write pushes a fresh one.
-                yield partial(client.delete, done)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
             wait = max(0.01, round(min(remaining, self.config.block_timeout), 3))
-            # BLMOVE onto itself leaves the token in place, so every waiter wakes.
-            woken = (yield partial(client.blmove, done, done, wait, "RIGHT", "LEFT")) is not None
+            # BLMOVE onto itself leaves the token in place, so every waiter wakes. The record
+            # read is pipelined behind it: Redis keeps a blocked client's next commands in its
+            # buffer and runs them as soon as the block returns, so waking costs no extra round
+            # trip.
+            token, reply = yield pipeline_step(
+                client, [("blmove", (done, done, wait, "RIGHT", "LEFT")), ("hgetall", (record,))]
+            )
+            mapping = _mapping(reply)
+            if mapping is not None and mapping.get("status") in statuses:
+                return mapping
+            if token is not None:
+                # A token but no matching record: a stale token (the record was replaced or
+                # removed). Drop it; the next final write pushes a fresh one.
+                yield partial(client.delete, done)
 
     def _delete_finished(self) -> Any:
         return self._run(guarded(self._delete_finished_flow_(), "delete_finished"))
