@@ -13,6 +13,7 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.scope import Scope
 from sentry_sdk.transport import Transport
 
+from qtasks import hookimpl
 from qtasks.testing.harness import Harness
 
 DSN = "https://public@sentry.example/1"
@@ -70,3 +71,22 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     yield h
     if h.app.starter.started:
         await h.stop(0)
+
+
+class HeaderProbe:
+    """The headers each execution's envelope carried, by task id."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, dict[str, str]] = {}
+
+    @hookimpl
+    def worker_execute_before(self, task_broker: Any) -> None:
+        self.headers[task_broker.id] = dict(task_broker.headers)
+
+
+@pytest.fixture
+def probe(harness: Harness) -> HeaderProbe:
+    """A `HeaderProbe` on the harness's app."""
+    header_probe = HeaderProbe()
+    harness.app.add_plugin(header_probe)
+    return header_probe

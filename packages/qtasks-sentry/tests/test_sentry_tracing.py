@@ -8,29 +8,18 @@ from typing import Any
 import sentry_sdk
 from sentry_sdk.scope import Scope
 
-from qtasks import hookimpl
 from qtasks.sentry import SentryPlugin
 from qtasks.testing.harness import Harness, wait_event
 
-SentryInit = Any  # the conftest fixture's type
-
-
-class HeaderProbe:
-    def __init__(self) -> None:
-        self.headers: dict[str, dict[str, str]] = {}
-
-    @hookimpl
-    def worker_execute_before(self, task_broker: Any) -> None:
-        self.headers[task_broker.id] = dict(task_broker.headers)
+SentryInit = Any  # the conftest fixtures' types
+Probe = Any
 
 
 async def test_transaction_continues_the_producers_trace(
-    harness: Harness, sentry_init: SentryInit
+    harness: Harness, sentry_init: SentryInit, probe: Probe
 ) -> None:
     transport = sentry_init(traces_sample_rate=1.0)
-    probe = HeaderProbe()
     harness.app.add_plugin(SentryPlugin())
-    harness.app.add_plugin(probe)
 
     @harness.task(name="resize", queue="default")
     def resize(width: int) -> int:
@@ -132,12 +121,10 @@ async def test_enqueue_leaves_a_breadcrumb(harness: Harness, sentry_init: Sentry
 
 
 async def test_trace_headers_given_by_the_caller_are_kept(
-    harness: Harness, sentry_init: SentryInit
+    harness: Harness, sentry_init: SentryInit, probe: Probe
 ) -> None:
     transport = sentry_init(traces_sample_rate=1.0)
-    probe = HeaderProbe()
     harness.app.add_plugin(SentryPlugin())
-    harness.app.add_plugin(probe)
 
     @harness.task(name="noop")
     def noop() -> None:
@@ -155,12 +142,10 @@ async def test_trace_headers_given_by_the_caller_are_kept(
 
 
 async def test_other_baggage_is_kept_beside_sentrys(
-    harness: Harness, sentry_init: SentryInit
+    harness: Harness, sentry_init: SentryInit, probe: Probe
 ) -> None:
     sentry_init(traces_sample_rate=1.0)
-    probe = HeaderProbe()
     harness.app.add_plugin(SentryPlugin())
-    harness.app.add_plugin(probe)
 
     @harness.task(name="noop")
     def noop() -> None:
