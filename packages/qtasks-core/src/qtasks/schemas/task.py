@@ -128,8 +128,9 @@ def to_mapping(task: Task) -> dict[str, str]:
         "uuid": str(task.uuid),
         "priority": str(task.priority),
         "task_name": task.task_name,
-        "args": dumps(list(task.args), "args"),
-        "kwargs": dumps(task.kwargs, "kwargs"),
+        # Most tasks take no arguments, or no keyword arguments: skip the encoder for those.
+        "args": dumps(list(task.args), "args") if task.args else "[]",
+        "kwargs": dumps(task.kwargs, "kwargs") if task.kwargs else "{}",
         "attempt": str(task.attempt),
         "recoveries": str(task.recoveries),
     }

@@ -65,6 +65,7 @@ unfinished tasks live exactly as long as their queue entry.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 STATUSES = ("new", "process", "success", "error", "cancel", "retry")
 """Statuses with an index, in the order the scripts receive their index keys."""
@@ -188,7 +189,12 @@ class BrokerKeys:
     # Key groups in the order the scripts expect them.
     def task_state(self) -> list[str]:
         """lease, owner, msg, meta, recov, cancel: where a queued or leased task lives."""
-        return [self.lease, self.owner, self.msg, self.meta, self.recov, self.cancel]
+        return list(self._task_state)
+
+    @cached_property
+    def _task_state(self) -> tuple[str, ...]:
+        # Built once: every script call of the hot path starts with these keys.
+        return (self.lease, self.owner, self.msg, self.meta, self.recov, self.cancel)
 
 
 @dataclass(frozen=True)
@@ -220,7 +226,11 @@ class RecordKeys:
 
     def indexes(self) -> list[str]:
         """idx:all then one index per status, in `STATUSES` order."""
-        return [self.index_all, *(self.index_status(s) for s in STATUSES)]
+        return list(self._indexes)
+
+    @cached_property
+    def _indexes(self) -> tuple[str, ...]:
+        return (self.index_all, *(self.index_status(s) for s in STATUSES))
 
     def block(self, task_id: str, task_name: str | None) -> list[str]:
         """The record block of the scripts: record, done, idx:all, 6 status indexes, name
