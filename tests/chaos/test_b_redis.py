@@ -272,7 +272,7 @@ def test_b6_idle_block_vs_socket_timeout(
     wait_for(lambda: settled(url, [task_id]), 5, "the task")
     picked = ledger.executions()[task_id][0].start - sent
     chaos_result.set(tasks=1, pickup_ms=round(picked * 1000, 1))
-    assert picked < 0.1, picked
+    assert picked < 0.3, picked  # woken, not the 0.9 s block running out
     idle_log = worker.log()[mark:]
     assert "Timeout" not in idle_log and not problems(idle_log), idle_log
     # The redis-py 8 trap is refused where it is configured.

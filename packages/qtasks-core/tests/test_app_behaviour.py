@@ -248,7 +248,8 @@ async def test_result_wait_wakes_within_milliseconds(harness: Harness) -> None:
     record = await waiter
     latency = time.time() - record.finished_at.timestamp()
     assert record.status == "success"
-    assert latency < 0.05  # woken by the write, not by a 1 s poll
+    # Woken by the write, not by a 1 s poll (the bound leaves room for a loaded CI machine).
+    assert latency < 0.3
 
 
 async def test_bad_input_is_typed_and_worker_survives(harness: Harness) -> None:

@@ -106,7 +106,7 @@ def test_idle_claim_is_woken_by_an_enqueue(app: Any) -> None:
     broker.add_many(envs(broker, ("now", 0)))
     thread.join(3)
     assert keys_of(out["got"]) == ["now"]
-    assert out["at"] - sent < 0.1, out["at"] - sent
+    assert out["at"] - sent < 0.5, out["at"] - sent  # woken, not the 1.9 s block running out
 
 
 def test_finish_is_fenced_by_the_lease_token(app: Any, admin: redis.Redis) -> None:

@@ -210,7 +210,7 @@ def test_an_idle_worker_blocks_below_the_socket_timeout_and_wakes_at_once(
         sent = time.monotonic()
         app.add_task("mark")
         wait_for(lambda: seen, 3, "the task to run")
-    assert seen[0] - sent < 0.1, seen[0] - sent
+    assert seen[0] - sent < 0.3, seen[0] - sent  # woken, not the 0.9 s block running out
     assert "Timeout" not in caplog.text and "claim failed" not in caplog.text
 
 
