@@ -30,8 +30,7 @@ class AsyncWorker(BaseWorker):
         self._force_event: asyncio.Event | None = None
 
     # -- flavour hooks --------------------------------------------------------------------------
-    def _start_delivery(self, delivery: Delivery) -> None:
-        running = self._active[delivery.envelope.id]
+    def _start_delivery(self, running: Running) -> None:
         task = asyncio.ensure_future(self._run(running))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

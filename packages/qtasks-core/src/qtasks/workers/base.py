@@ -104,13 +104,25 @@ class BaseWorker(Component):
         limit = self.config.max_tasks_process + self.config.prefetch
         return max(0, limit - len(self._leases) - self._reserved)
 
+    def _claimable(self) -> int:
+        """(Under the lock) what a claim loop should claim now: 0 until at least half the
+        prefetch is free, unless the buffer ran dry with no claim under way (a slot may soon
+        idle). A claim per freed slot cost a round trip and a wake-up per task; this claims
+        several at a time while the buffer still feeds the slots."""
+        free = self.capacity()
+        if free >= max(1, self.config.prefetch // 2) or not (self._buffer or self._reserved):
+            return free
+        return 0
+
     def reserve(self) -> int:
         with self._lock:
-            free = self.capacity()
+            free = self._claimable()
             self._reserved += free
             return free
 
     def release(self, count: int) -> None:
+        if count <= 0:
+            return
         with self._lock:
             self._reserved = max(0, self._reserved - count)
         self._signal_capacity()
@@ -122,8 +134,8 @@ class BaseWorker(Component):
 
     # -- flavour-specific -----------------------------------------------------------------------
     @abstractmethod
-    def _start_delivery(self, delivery: Delivery) -> None:
-        """Begin running `delivery` concurrently (an asyncio task, or a pool thread)."""
+    def _start_delivery(self, running: Running) -> None:
+        """Begin running a task concurrently (an asyncio task, or a pool thread)."""
 
     @abstractmethod
     def _signal_capacity(self) -> None:
@@ -148,30 +160,39 @@ class BaseWorker(Component):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        started: list[Delivery] = []
-        held: list[tuple[int, int, Delivery]] = []
         with self._lock:
-            while (
-                self.running and self._buffer and len(self._active) < self.config.max_tasks_process
-            ):
-                item = heapq.heappop(self._buffer)
-                delivery = item[2]
-                # Suspects (tasks whose lease lapsed before) run one at a time: if one kills
-                # the process again, it is the only suspect that was running, and the others
-                # are not counted as crashed with it.
-                if delivery.recoveries:
-                    if self._suspect is not None:
-                        held.append(item)
-                        continue
-                    self._suspect = delivery.envelope.id
-                self._active[delivery.envelope.id] = Running(delivery)
-                started.append(delivery)
-            for item in held:
-                heapq.heappush(self._buffer, item)
-        for delivery in started:
-            self._start_delivery(delivery)
+            started = self._startable()
+        for running in started:
+            self._start_delivery(running)
+
+    def _startable(self) -> list[Running]:
+        """(Under the lock) take the buffered tasks that may start now, best priority first."""
+        started: list[Running] = []
+        held: list[tuple[int, int, Delivery]] = []
+        while self.running and self._buffer and len(self._active) < self.config.max_tasks_process:
+            item = heapq.heappop(self._buffer)
+            delivery = item[2]
+            # Suspects (tasks whose lease lapsed before) run one at a time: if one kills
+            # the process again, it is the only suspect that was running, and the others
+            # are not counted as crashed with it.
+            if delivery.recoveries:
+                if self._suspect is not None:
+                    held.append(item)
+                    continue
+                self._suspect = delivery.envelope.id
+            running = self._active[delivery.envelope.id] = Running(delivery)
+            started.append(running)
+        for item in held:
+            heapq.heappush(self._buffer, item)
+        return started
 
     def _done(self, delivery: Delivery) -> None:
+        for running in self._finish_slot(delivery):
+            self._start_delivery(running)
+
+    def _finish_slot(self, delivery: Delivery) -> list[Running]:
+        """Forget a finished task and take what may start in its slot, in one lock round
+        trip; wakes the claim loop only when it has something worth claiming."""
         task_id = delivery.envelope.id
         with self._lock:
             if self._suspect == task_id:
@@ -180,8 +201,11 @@ class BaseWorker(Component):
             self._leases.pop(task_id, None)
             self._cancel_requests.pop(task_id, None)
             self.processed += 1
-        self._dispatch()
-        self._signal_capacity()
+            started = self._startable()
+            wake = not self.running or self._claimable() > 0
+        if wake:
+            self._signal_capacity()
+        return started
 
     def _take_buffer(self) -> list[Delivery]:
         with self._lock:

@@ -29,15 +29,16 @@ class SyncThreadWorker(BaseWorker):
         self._idle = threading.Condition()
 
     # -- flavour hooks --------------------------------------------------------------------------
-    def _start_delivery(self, delivery: Delivery) -> None:
+    def _start_delivery(self, running: Running) -> None:
         assert self._pool is not None
-        self._pool.submit(self._run, self._active[delivery.envelope.id])
+        self._pool.submit(self._run, running)
 
     def _signal_capacity(self) -> None:
         with self._capacity:
             self._capacity.notify_all()
-        with self._idle:
-            self._idle.notify_all()
+        if not self.running:  # only `stop` waits for the slots to empty
+            with self._idle:
+                self._idle.notify_all()
 
     def _on_force(self) -> None:
         with self._idle:
@@ -64,20 +65,30 @@ class SyncThreadWorker(BaseWorker):
         return result
 
     def _run(self, running: Running) -> None:
-        try:
-            run_sync(self._process_flow(running))
-        except Exception:
-            self.log.exception(
-                "worker failed on task %s; its lease will lapse", running.delivery.envelope.id
-            )
-        finally:
-            self._done(running.delivery)
+        # The thread that frees a slot runs the next buffered task itself: no hand-off to
+        # another pool thread (a queue put, a wake-up and a GIL switch per task).
+        while True:
+            try:
+                run_sync(self._process_flow(running))
+            except Exception:
+                self.log.exception(
+                    "worker failed on task %s; its lease will lapse", running.delivery.envelope.id
+                )
+            except BaseException:
+                self._done(running.delivery)
+                raise
+            started = self._finish_slot(running.delivery)
+            if not started:
+                return
+            running = started[0]
+            for other in started[1:]:
+                self._start_delivery(other)
 
     # -- the loop's API for the broker ------------------------------------------------------
     def wait_capacity(self) -> int:
         with self._capacity:
             while self.running:
-                free = self.capacity()
+                free = self._claimable()
                 if free:
                     self._reserved += free
                     return free

@@ -133,7 +133,7 @@ class _Pipeline:
 
 
 class _Slot:
-    __slots__ = ("done", "item", "key", "ok", "value")
+    __slots__ = ("done", "item", "key", "ok", "value", "wake")
 
     def __init__(self, item: tuple[Packer, Any], key: Key) -> None:
         self.item = item
@@ -141,6 +141,8 @@ class _Slot:
         self.done = False
         self.ok = False
         self.value: Any = None
+        self.wake: threading.Lock | None = None
+        """Held while its caller sleeps; released once: its reply is in, or it leads next."""
 
     def settle(self, ok: bool, value: Any) -> None:
         self.ok, self.value, self.done = ok, value, True
@@ -151,45 +153,138 @@ class _Slot:
         return self.value
 
 
+def _held() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 class SyncBatcher:
-    """Group commit for threads: whoever finds no send in flight sends everything pending."""
+    """Group commit for threads: whoever finds no send in flight sends everything pending.
+
+    Each sleeping caller has its own wake-up lock, so a round trip wakes exactly the callers
+    whose replies it carried, plus the one caller that leads the next round trip; the others
+    sleep on (a shared condition woke every pool thread on every batch, which cost the worker
+    more CPU than the sends). Writes sent behind (`behind`) need no sleeper: the leader sends
+    what is pending until nothing is, or hands the lead to a sleeper queued behind.
+    """
 
     def __init__(self, client: Any) -> None:
         self._pipeline = _Pipeline(client)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._pending: list[_Slot] = []
         self._sending = False
+        self._handed: _Slot | None = None
+        """The sleeper handed the lead and not yet leading."""
 
     def call(self, packer: Packer, item: Any, key: Key = None) -> Any:
+        """Send `item` with the next round trip; its reply (or its error)."""
         slot = _Slot((packer, item), key)
-        with self._cond:
+        with self._lock:
             self._pending.append(slot)
-            while self._sending and not slot.done:
-                self._cond.wait()
+            lead = self._claim_lead(slot)
+        if not lead:
+            self._sleep(slot)
             if slot.done:
                 return slot.result()
-            self._sending = True
-            batch, self._pending = self._pending, []
-        skipped = _superseded([s.key for s in batch])
-        for i in skipped:
-            batch[i].settle(True, SUPERSEDED)
-        batch = [s for i, s in enumerate(batch) if i not in skipped]
-        try:
-            # Our own item is in this batch, so one send settles it; a waiter leads the next.
-            try:
-                outcomes = self._pipeline.run([s.item for s in batch])
-            except Exception as exc:  # noqa: BLE001 - every caller gets it and decides
-                outcomes = [(False, exc)] * len(batch)
-            for s, (ok, value) in zip(batch, outcomes, strict=True):
-                s.settle(ok, value)
-        finally:
-            with self._cond:
-                self._sending = False
-                for s in batch:
-                    if not s.done:  # interrupted (KeyboardInterrupt): let them retry
-                        s.settle(False, RuntimeError("batched write interrupted"))
-                self._cond.notify_all()
+        self._lead()
         return slot.result()
+
+    def behind(self, packer: Packer, item: Any, key: Key = None) -> _Slot:
+        """Write-behind: with a round trip in flight, queue `item` for the next one and return
+        at once; with none, send it now (a send may never wait for a later write, e.g. the
+        mark of a long task). `reply` collects the reply."""
+        slot = _Slot((packer, item), key)
+        with self._lock:
+            self._pending.append(slot)
+            if self._sending:
+                return slot
+            self._sending = True
+        self._lead()
+        return slot
+
+    def reply(self, slot: _Slot) -> Any:
+        """The reply of a `behind` write, waiting for its round trip if still pending."""
+        if not slot.done:
+            with self._lock:
+                lead = not slot.done and self._claim_lead(slot)
+            if not slot.done:
+                if not lead:
+                    self._sleep(slot)
+                if not slot.done:
+                    self._lead()
+        return slot.result()
+
+    def _claim_lead(self, slot: _Slot) -> bool:
+        """(Under the lock) lead now if no send is in flight, else get ready to sleep."""
+        if not self._sending:
+            self._sending = True
+            return True
+        slot.wake = _held()
+        return False
+
+    def _sleep(self, slot: _Slot) -> None:
+        wake = slot.wake
+        assert wake is not None
+        try:
+            wake.acquire()
+            slot.wake = None  # released once, by the round trip or the hand-off that woke it
+        except BaseException:
+            # Interrupted (KeyboardInterrupt): the write is still sent by the next leader; if
+            # this caller was just handed the lead, it passes the lead on.
+            with self._lock:
+                slot.wake = None
+                handed = self._handed is slot
+                if handed:
+                    self._handed = None
+                    after = self._next_sleeper()
+                    if after is None:
+                        self._sending = False  # the next caller leads what is pending
+            if handed and after is not None:
+                after.release()
+            raise
+
+    def _next_sleeper(self) -> threading.Lock | None:
+        """(Under the lock) hand the lead to the first sleeper still pending, if any."""
+        for s in self._pending:
+            if s.wake is not None and not s.done:
+                self._handed = s
+                return s.wake
+        return None
+
+    def _lead(self) -> None:
+        while True:
+            with self._lock:
+                self._handed = None
+                batch, self._pending = self._pending, []
+            skipped = _superseded([s.key for s in batch])
+            for i in skipped:
+                batch[i].settle(True, SUPERSEDED)
+            sent = [s for i, s in enumerate(batch) if i not in skipped]
+            try:
+                try:
+                    outcomes = self._pipeline.run([s.item for s in sent]) if sent else []
+                except Exception as exc:  # noqa: BLE001 - every caller gets it and decides
+                    outcomes = [(False, exc)] * len(sent)
+                for s, (ok, value) in zip(sent, outcomes, strict=True):
+                    s.settle(ok, value)
+            finally:
+                with self._lock:
+                    for s in sent:
+                        if not s.done:  # interrupted (KeyboardInterrupt): let them retry
+                            s.settle(False, RuntimeError("batched write interrupted"))
+                    # The next leader first: the next round trip starts sooner.
+                    successor = self._next_sleeper()
+                    woken = [s.wake for s in batch if s.wake is not None]
+                    again = successor is None and bool(self._pending)
+                    if successor is None and not again:
+                        self._sending = False
+                if successor is not None:
+                    successor.release()
+                for wake in woken:
+                    wake.release()
+            if not again:
+                return
 
 
 class AsyncBatcher:
@@ -213,6 +308,18 @@ class AsyncBatcher:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._hop, loop, HOPS)
+        return future
+
+    def behind(self, packer: Packer, item: Any, key: Key = None) -> asyncio.Future[Any]:
+        """Write-behind: the write joins the next flush; `reply` collects the reply."""
+        future = self.call(packer, item, key)
+        # Retrieved even when the caller's flow ends before asking (no "never retrieved").
+        future.add_done_callback(_retrieve)
+        return future
+
+    @staticmethod
+    def reply(future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """The reply of a `behind` write: the future, which the async driver awaits."""
         return future
 
     def _hop(self, loop: asyncio.AbstractEventLoop, left: int) -> None:
@@ -254,3 +361,8 @@ class AsyncBatcher:
             if asyncio.current_task() is self._flusher:
                 self._flusher = None
                 self._scheduled = False
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

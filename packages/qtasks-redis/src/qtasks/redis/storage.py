@@ -107,15 +107,14 @@ class RedisStorageBase(RedisComponent, BaseStorage):
         return int(reply) > 0
 
     def _update_begin(self, uuid: str, fields: dict[str, str]) -> Flow[Any]:
-        if not self.flavour.is_async:
-            return (yield from super()._update_begin(uuid, fields))
-        # Write-behind on the event loop: the update joins the next batch of writes (`_batch`)
-        # and the caller goes on; `_update_end` collects the reply.
+        # Write-behind: the update joins the next batch of writes (`_batch`) and the caller
+        # goes on (a sync caller sends it itself when no batch is in flight); `_update_end`
+        # collects the reply.
         batcher = self.connection.batcher(self.config.socket_timeout)
         # A `process` mark is dropped if the task's final write joins the same batch.
         key = ("mark", uuid) if fields.get("status") == "process" else None
-        future = batcher.call(self._pack_updates, (uuid, fields), key)
-        return (yield partial(_Behind, future, uuid))
+        pending = batcher.behind(self._pack_updates, (uuid, fields), key)
+        return (yield partial(_Behind, partial(batcher.reply, pending), uuid))
 
     def _update_end(self, handle: Any) -> Flow[None]:
         if handle is None:
@@ -280,23 +279,13 @@ class RedisStorageBase(RedisComponent, BaseStorage):
 
 
 class _Behind:
-    """A write sent behind: its pending reply, not awaited by the driver until asked for."""
+    """A write sent behind: the step that collects its reply, taken when asked for."""
 
-    __slots__ = ("future", "uuid")
+    __slots__ = ("reply", "uuid")
 
-    def __init__(self, future: Any, uuid: str) -> None:
-        self.future = future
+    def __init__(self, reply: Any, uuid: str) -> None:
+        self.reply = reply
         self.uuid = uuid
-        # Retrieved even when the task's flow ends before asking (no "never retrieved" noise).
-        future.add_done_callback(_retrieve)
-
-    def reply(self) -> Any:
-        return self.future
-
-
-def _retrieve(future: Any) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 class SyncRedisStorage(RedisStorageBase, SyncStorage):

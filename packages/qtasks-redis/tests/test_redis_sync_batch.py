@@ -1,0 +1,208 @@
+"""The thread flavour of the write-behind batcher (`SyncBatcher`) and what the sync worker does
+with a freed slot."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from redis_test_support import sync_app, wait_for
+
+from qtasks.redis import _batch
+from qtasks.redis._batch import SUPERSEDED, SyncBatcher
+
+
+class GatedPipeline:
+    """Stands in for the Redis pipeline: records each round trip's items, and holds each
+    round trip until the test opens its gate."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[Any]] = []
+        self.gates: list[threading.Event] = []
+        self.entered = threading.Semaphore(0)
+
+    def run(self, items: list[tuple[Any, Any]]) -> list[tuple[bool, Any]]:
+        gate = threading.Event()
+        self.gates.append(gate)
+        self.sent.append([item for _, item in items])
+        self.entered.release()
+        assert gate.wait(10)
+        return [(True, f"ok:{item}") for _, item in items]
+
+    def wait_round(self, number: int) -> None:
+        assert self.entered.acquire(timeout=10)
+        assert len(self.sent) == number
+
+
+class CountingLock:
+    """A wake-up lock that counts its releases (each one wakes a sleeping caller)."""
+
+    def __init__(self, log: list[str], name: str) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._log, self._name = log, name
+
+    def acquire(self) -> bool:
+        return self._lock.acquire()
+
+    def release(self) -> None:
+        self._log.append(self._name)
+        self._lock.release()
+
+
+def pack(items: list[Any]) -> Any:  # never called: the pipeline is replaced
+    raise AssertionError
+
+
+@pytest.fixture
+def batcher(monkeypatch: pytest.MonkeyPatch) -> tuple[SyncBatcher, GatedPipeline, list[str]]:
+    woken: list[str] = []
+    made = iter("BCDEFG")
+    monkeypatch.setattr(_batch, "_held", lambda: CountingLock(woken, next(made)))
+    batcher = SyncBatcher(client=None)
+    pipeline = GatedPipeline()
+    batcher._pipeline = pipeline  # type: ignore[assignment]
+    return batcher, pipeline, woken
+
+
+def call_in_thread(batcher: SyncBatcher, item: str, out: dict[str, Any]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: out.__setitem__(item, batcher.call(pack, item)))
+    thread.start()
+    return thread
+
+
+def mark_behind_a_send(
+    sync: SyncBatcher, pipeline: GatedPipeline, out: dict[str, Any]
+) -> tuple[threading.Thread, Any]:
+    """A caller leads round trip 1 ("a"); a `process` mark is sent behind it meanwhile."""
+    leader = call_in_thread(sync, "a", out)
+    pipeline.wait_round(1)
+    mark = sync.behind(pack, "mark", ("mark", "t1"))  # returns while "a" is in flight
+    assert not mark.done
+    return leader, mark
+
+
+def test_a_round_trip_wakes_its_callers_and_one_next_leader_only(
+    batcher: tuple[SyncBatcher, GatedPipeline, list[str]],
+) -> None:
+    sync, pipeline, woken = batcher
+    out: dict[str, Any] = {}
+    threads = [call_in_thread(sync, "a", out)]
+    pipeline.wait_round(1)  # "a" leads; the others queue behind its round trip
+    for queued, item in enumerate("bcd", 1):
+        threads.append(call_in_thread(sync, item, out))
+        wait_for(lambda n=queued: len(sync._pending) == n, what="queued callers")
+    pipeline.gates[0].set()
+    pipeline.wait_round(2)
+    # The first round trip carried only "a": it woke exactly one sleeper, to lead the next.
+    assert woken == ["B"]
+    assert pipeline.sent == [["a"], ["b", "c", "d"]]
+    pipeline.gates[1].set()
+    for thread in threads:
+        thread.join(10)
+    assert out == {"a": "ok:a", "b": "ok:b", "c": "ok:c", "d": "ok:d"}
+    assert sorted(woken) == ["B", "C", "D"]  # each sleeper woken once
+
+
+def test_a_write_sent_behind_returns_at_once_and_is_sent_without_a_later_write(
+    batcher: tuple[SyncBatcher, GatedPipeline, list[str]],
+) -> None:
+    sync, pipeline, woken = batcher
+    out: dict[str, Any] = {}
+    leader, mark = mark_behind_a_send(sync, pipeline, out)
+    pipeline.gates[0].set()
+    # Nobody else writes (a long task's mark): the leader sends it before it returns.
+    pipeline.wait_round(2)
+    assert pipeline.sent[1] == ["mark"]
+    pipeline.gates[1].set()
+    leader.join(10)
+    assert sync.reply(mark) == "ok:mark"
+    assert woken == []  # nobody slept
+
+
+def test_a_mark_behind_is_dropped_when_its_final_write_joins_the_batch(
+    batcher: tuple[SyncBatcher, GatedPipeline, list[str]],
+) -> None:
+    sync, pipeline, _ = batcher
+    out: dict[str, Any] = {}
+    leader, mark = mark_behind_a_send(sync, pipeline, out)
+    final = threading.Thread(
+        target=lambda: out.__setitem__("final", sync.call(pack, "final", ("final", "t1")))
+    )
+    final.start()
+    wait_for(lambda: len(sync._pending) == 2, what="the final write queued")
+    pipeline.gates[0].set()
+    pipeline.wait_round(2)
+    pipeline.gates[1].set()
+    for thread in (leader, final):
+        thread.join(10)
+    assert pipeline.sent == [["a"], ["final"]]
+    assert sync.reply(mark) == SUPERSEDED
+    assert out["final"] == "ok:final"
+
+
+def test_a_freed_slot_runs_the_next_buffered_task_on_its_own_thread(redis_url: str) -> None:
+    app = sync_app(redis_url, name="inline", max_tasks_process=1, prefetch=4)
+    release = threading.Event()
+    ran: list[tuple[int, str]] = []
+
+    @app.task(name="step")
+    def step(n: int) -> None:
+        if n == 0:
+            release.wait(10)
+        ran.append((n, threading.current_thread().name))
+
+    app.add_tasks([("step", (n,)) for n in range(5)])
+    worker: Any = app.worker
+    submitted: list[str] = []
+    start = worker._start_delivery
+    worker._start_delivery = lambda running: (
+        submitted.append(running.delivery.envelope.id),
+        start(running),
+    )
+    app.start()
+    try:
+        wait_for(lambda: len(worker._buffer) == 4, what="the other tasks buffered")
+        release.set()
+        wait_for(lambda: worker.processed == 5, what="all tasks done")
+    finally:
+        app.stop()
+    assert [n for n, _ in ran] == [0, 1, 2, 3, 4]
+    assert len({name for _, name in ran}) == 1
+    assert len(submitted) == 1  # only the first task was handed to the pool
+
+
+def test_a_freed_slot_wakes_the_claim_loop_only_when_a_claim_is_worth_it(
+    redis_url: str,
+) -> None:
+    app = sync_app(redis_url, name="claims", max_tasks_process=1, prefetch=4)
+    gates = [threading.Event() for _ in range(6)]
+
+    @app.task(name="gated")
+    def gated(n: int) -> None:
+        assert gates[n].wait(10)
+
+    app.add_tasks([("gated", (n,)) for n in range(6)])
+    worker: Any = app.worker
+    signals: list[int] = []
+    signal = worker._signal_capacity
+    worker._signal_capacity = lambda: (signals.append(len(worker._buffer)), signal())
+    app.start()
+    try:
+        # The first claim fills the limit: one running, four buffered, the sixth still queued.
+        wait_for(lambda: len(worker._leases) == 5, what="the first claim")
+        before = len(signals)
+        gates[0].set()
+        wait_for(lambda: worker.processed == 1 and len(worker._active) == 1, what="task 0")
+        # One slot free, three tasks buffered: the claim loop sleeps on.
+        assert len(signals) == before
+        gates[1].set()
+        # Two free (half the prefetch): the claim loop is woken and claims the sixth.
+        wait_for(lambda: len(signals) > before, what="the claim loop woken")
+        assert signals[before] == 2
+        for n in range(2, 6):
+            gates[n].set()
+        wait_for(lambda: worker.processed == 6, what="the other tasks")
+    finally:
+        app.stop()
