@@ -1,14 +1,16 @@
-"""CPU cost per task of `qtasks.sentry.SentryPlugin`, producer and worker side; prints figures.
+"""CPU cost per task of the OpenTelemetry and Sentry plugins, producer and worker side.
 
-    uv run python bench/sentry_cost.py [--n 5000] [--repeat 5] [--tracing]
+    uv run python bench/plugin_cost.py [--n 5000] [--repeat 5] [--tracing]
 
 Each run is a fresh process (Sentry's client is process-global) with the asyncio app on the
 in-memory broker: it enqueues N tasks (the producer phase), then starts a worker and waits for
 the N-th execution (the worker phase). The figure is `time.process_time` per task, which is
-steadier than wall time on a shared machine; variants alternate within each repeat and the
-table shows medians. Variants: "none" (no Sentry), "client" (`sentry_sdk.init` only, so its
-default integrations), "sentry" (the client and `SentryPlugin`); "plugin" is sentry minus
-client. No `traces_sample_rate` unless `--tracing`, as in `bench/run.py`'s plugins row.
+steadier than wall time on a shared machine (the end-to-end plugin rows of `bench/run.py`
+move by tens of percent between rounds there); variants alternate within each repeat and the
+table shows medians. Variants: "none" (no plugin), "otel" (`OpenTelemetryPlugin`, API only, no
+SDK, as in `bench/run.py`), "client" (`sentry_sdk.init` only, so its default integrations),
+"sentry" (the client and `SentryPlugin`). The last two columns are what each plugin adds:
+otel minus none, sentry minus client. No `traces_sample_rate` unless `--tracing`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ async def _measure(n: int, variant: str, tracing: bool) -> dict[str, float]:
         if seen[0] == n:
             done.set()
 
-    if variant != "none":
+    if variant == "otel":
+        from qtasks.otel import OpenTelemetryPlugin
+
+        app.add_plugin(OpenTelemetryPlugin())
+    if variant in ("client", "sentry"):
         _init_sentry(tracing)
     if variant == "sentry":
         from qtasks.sentry import SentryPlugin
@@ -82,7 +88,8 @@ def main() -> None:
     if args.variant:
         _child(args)
         return
-    runs: dict[str, list[dict[str, float]]] = {"none": [], "client": [], "sentry": []}
+    variants = ("none", "otel", "client", "sentry")
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     for _ in range(args.repeat):
         for variant, results in runs.items():
             cmd = [sys.executable, __file__, "--variant", variant, "--n", str(args.n)]
@@ -92,12 +99,11 @@ def main() -> None:
             results.append(json.loads(out.strip().splitlines()[-1]))
     print(f"CPU us per task, median of {args.repeat} runs of {args.n} tasks"
           f"{' (tracing on)' if args.tracing else ''}")
-    print(f"{'side':<10}{'none':>10}{'client':>10}{'sentry':>10}{'plugin':>10}")
+    print(f"{'side':<10}" + "".join(f"{v:>10}" for v in variants) + f"{'+otel':>10}{'+sentry':>10}")
     for side in ("producer", "worker"):
-        bare, client, with_plugin = (statistics.median(r[side] for r in runs[v]) for v in runs)
-        print(f"{side:<10}{bare:>10.1f}{client:>10.1f}{with_plugin:>10.1f}"
-              f"{with_plugin - client:>10.1f}")
-
+        m = {v: statistics.median(r[side] for r in runs[v]) for v in variants}
+        cells = "".join(f"{m[v]:>10.1f}" for v in variants)
+        print(f"{side:<10}{cells}{m['otel'] - m['none']:>10.1f}{m['sentry'] - m['client']:>10.1f}")
 
 if __name__ == "__main__":
     main()
