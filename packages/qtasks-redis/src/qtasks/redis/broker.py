@@ -343,17 +343,14 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
 
     def _mark_started_flow(self, delivery: Delivery) -> Flow[None]:
         # Worth a short wait (it decides whether a crash counts toward poison), not a long one:
-        # without it, the lapse cap still bounds the task.
-        try:
-            yield from persist(
-                self._call(self.protocol.started(delivery)),
-                min(5.0, self.config.lease_timeout),
-                self.flavour.sleep,
-                self._health,
-                "start mark",
-            )
-        except TRANSIENT:
-            self.log.warning("could not mark suspect task %s as started", delivery.envelope.id)
+        # if it fails, the worker logs it and runs the task; the lapse cap still bounds it.
+        yield from persist(
+            self._call(self.protocol.started(delivery)),
+            min(5.0, self.config.lease_timeout),
+            self.flavour.sleep,
+            self._health,
+            "start mark",
+        )
 
     def _requeue(self, delivery: Delivery, eta: float | None) -> Any:
         return self._run(self._requeue_flow(delivery, eta))
