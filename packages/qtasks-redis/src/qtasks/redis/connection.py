@@ -79,13 +79,12 @@ def build_client(url: str, is_async: bool, socket_timeout: float) -> Any:
         "timeout": socket_timeout,
     }
     if is_async:
-        from qtasks.redis._wire import use_fast_packing
-        from redis.asyncio import BlockingConnectionPool as AsyncPool
+        from qtasks.redis._wire import QuickPool, use_fast_packing
         from redis.asyncio import Redis as AsyncRedis
         from redis.asyncio.retry import Retry as AsyncRetry
 
         retry: Any = AsyncRetry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
-        pool = AsyncPool.from_url(url, retry=retry, **options)
+        pool = QuickPool.from_url(url, retry=retry, **options)
         use_fast_packing(pool)
         return AsyncRedis.from_pool(pool)
     from redis import BlockingConnectionPool, Redis

@@ -38,8 +38,8 @@ def check_queue(queue: str) -> str:
 
 def flat(mapping: dict[str, str]) -> list[str]:
     out: list[str] = []
-    for key, value in mapping.items():
-        out += (key, value)
+    for pair in mapping.items():
+        out += pair
     return out
 
 
@@ -85,8 +85,8 @@ class Protocol:
                 "" if env.eta is None else ms(env.eta),
                 index[env.queue],
                 mapping.get("status", "new"),
-                # One argument instead of two per field: redis-py encodes each argument.
-                _encoder.encode(mapping),
+                len(mapping),
+                *flat(mapping),
             )
         return "ENQUEUE", keys, args
 

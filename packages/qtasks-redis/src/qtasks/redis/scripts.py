@@ -188,7 +188,7 @@ end
 # KEYS: 1 msg, 2 meta, 3 seq, 4 queues set, 5-11 index block, 12.. (ready, delayed, wake) per
 #       queue, then (record, name index) per item.
 # ARGV: nq, ni, queue names..., then per item: id, payload, meta, priority, eta_ms|'', queue
-#       index, status, the record as a JSON object of strings.
+#       index, status, number of record fields n, then the record's n field/value pairs.
 # -> created flags (1 written, 0 skipped: the id exists, so a re-sent enqueue is a no-op)
 ENQUEUE = """
 local nq, ni = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -200,24 +200,23 @@ for _ = 1, nq do
   redis.call('SADD', KEYS[4], ARGV[a])
   a = a + 1
 end
-local now = now_ms()
-local live = live_score()
+-- One clock read: LIVE + us, and ms from it.
+local t = redis.call('TIME')
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(us / 1000)
+local live = LIVE + us
 local created, touched = {}, {}
 for i = 0, ni - 1 do
   local id, payload, meta = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local priority, eta, q = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-  local status, record = ARGV[a + 6], ARGV[a + 7]
-  a = a + 8
+  local status, nf = ARGV[a + 6], tonumber(ARGV[a + 7])
+  local first = a + 8
+  a = first + 2 * nf
   local rec, name_key = KEYS[base + 2 * i], KEYS[base + 2 * i + 1]
   if redis.call('EXISTS', rec) == 1 or redis.call('HEXISTS', KEYS[1], id) == 1 then
     created[i + 1] = 0
   else
-    local flat = {}
-    for field, value in pairs(cjson.decode(record)) do
-      flat[#flat + 1] = field
-      flat[#flat + 1] = value
-    end
-    if #flat > 0 then redis.call('HSET', rec, unpack(flat)) end
+    if nf > 0 then redis.call('HSET', rec, unpack(ARGV, first, a - 1)) end
     redis.call('HSET', KEYS[1], id, payload)
     redis.call('HSET', KEYS[2], id, meta)
     if eta and eta > now then
