@@ -196,7 +196,8 @@ class PluginHost:
         return impls
 
     def wants(self, name: str) -> bool:
-        return bool(self.implementations(name))
+        impls = self._impls.get(name)
+        return bool(impls if impls is not None else self.implementations(name))
 
     def flow(self, name: str, kwargs: dict[str, Any]) -> Flow[dict[str, Any]]:
         """Run trigger `name` as a chain; returns `kwargs` with the replaced keys."""

@@ -18,6 +18,8 @@ from qtasks.workers.base import BaseWorker, Running
 class AsyncWorker(BaseWorker):
     is_async: ClassVar[bool] = True
     task_executor: type[Any] = AsyncTaskExecutor
+    # The write runs in its own asyncio task, which shutdown waits for like any other.
+    frees_slot_before_final_write = True
 
     def __init__(self, name: str = "QueueTasks", broker: Any = None, **kwargs: Any) -> None:
         super().__init__(name=name, broker=broker, **kwargs)

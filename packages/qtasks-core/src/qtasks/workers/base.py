@@ -60,6 +60,10 @@ class Running:
 class BaseWorker(Component):
     component: ClassVar[str] = "worker"
     task_executor: type[Any]
+    frees_slot_before_final_write: ClassVar[bool] = False
+    """Start the next task when a task's body returns, before its final write is
+    acknowledged (see `_executed`). A task that lapsed before keeps its slot to the end: a
+    crash during its write must not count against a suspect started after it."""
 
     def __init__(
         self,
@@ -188,6 +192,16 @@ class BaseWorker(Component):
 
     def _done(self, delivery: Delivery) -> None:
         for running in self._finish_slot(delivery):
+            self._start_delivery(running)
+
+    def _executed(self, delivery: Delivery) -> None:
+        """The task's body is done and its final write about to be sent: its execution slot
+        goes to the next buffered task now, not one write round trip later. Its lease stays
+        held (heartbeats, `capacity`) until `_done`."""
+        with self._lock:
+            self._active.pop(delivery.envelope.id, None)
+            started = self._startable()
+        for running in started:
             self._start_delivery(running)
 
     def _finish_slot(self, delivery: Delivery) -> list[Running]:
@@ -338,6 +352,8 @@ class BaseWorker(Component):
                         model=model,
                     )
                 )["model"]
+        if self.frees_slot_before_final_write and not delivery.recoveries:
+            self._executed(delivery)
         yield from self._finish_flow(running, task_func, model, error)
         yield from storage._update_end(mark)
 
