@@ -282,7 +282,7 @@ def plan(runner: Runner, peers: list[str]) -> list[tuple[str, Callable[[], dict[
         steps.append((f"ceiling/{command}", lambda c=command: runner.ceiling(c)))
     for fw in [*ours, *peers]:
         steps.append((f"e2e/{fw}", lambda fw=fw: runner.with_worker(fw, "e2e")))
-    for variant in ("sync", "otel", "sentry"):
+    for variant in ("sync", "otel", "sentry-sdk", "sentry"):
         steps.append(
             (f"e2e/qtasks-{variant}", lambda v=variant: runner.with_worker("qtasks", "e2e", v))
         )
@@ -395,10 +395,13 @@ def table(res: Results, peers: list[str]) -> str:
         "|---|---|---|",
         f"| none | {fmt(base)} | - |",
     ]
-    for variant in ("otel", "sentry"):
+    for variant in ("otel", "sentry-sdk", "sentry"):
         v = res.median(f"e2e/qtasks-{variant}")
         delta = f"{100 * (v / base - 1):+.1f}%" if v and base else "-"
         out.append(f"| {variant} | {cell('e2e/qtasks-' + variant)} | {delta} |")
+    sdk, plugin = res.median("e2e/qtasks-sentry-sdk"), res.median("e2e/qtasks-sentry")
+    if sdk and plugin:
+        out.append(f"| SentryPlugin over sentry-sdk alone | | {100 * (plugin / sdk - 1):+.1f}% |")
     if any(k.endswith("/qtasks-base") for k in res.values):
         out += [
             "",

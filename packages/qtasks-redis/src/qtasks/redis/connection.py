@@ -79,19 +79,19 @@ def build_client(url: str, is_async: bool, socket_timeout: float) -> Any:
         "timeout": socket_timeout,
     }
     if is_async:
-        from qtasks.redis._wire import QuickPool, use_fast_packing
-        from redis.asyncio import Redis as AsyncRedis
+        from qtasks.redis._wire import AsyncClient, QuickPool, use_fast_packing
         from redis.asyncio.retry import Retry as AsyncRetry
 
         retry: Any = AsyncRetry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
         pool = QuickPool.from_url(url, retry=retry, **options)
         use_fast_packing(pool)
-        return AsyncRedis.from_pool(pool)
-    from redis import BlockingConnectionPool, Redis
+        return AsyncClient.from_pool(pool)
+    from qtasks.redis._wire import SyncClient
+    from redis import BlockingConnectionPool
     from redis.retry import Retry
 
     retry = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
-    return Redis.from_pool(BlockingConnectionPool.from_url(url, retry=retry, **options))
+    return SyncClient.from_pool(BlockingConnectionPool.from_url(url, retry=retry, **options))
 
 
 def _target_of_url(url: str) -> tuple[Any, ...]:
