@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -27,7 +28,8 @@ KEY_VARIABLES = {
     "seq_key",
 }
 NO_KEY_COMMANDS = {"TIME", "PUBLISH"}
-CALL = re.compile(r"redis\.call\('(\w+)'(?:,\s*([^,)]+))?")
+# `redis.call('CMD', key, ...)`, and ENQUEUE's `many('CMD', key, list)` (sliced calls).
+CALL = re.compile(r"(?:redis\.call|many)\('(\w+)'(?:,\s*([^,)]+))?")
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
@@ -97,3 +99,45 @@ def test_finish_keeps_the_recoveries_redis_counted(app: Any) -> None:
     model = storage.get(env.id).evolve(status="error", recoveries=0)
     assert broker.remove_finished_task(delivery, model)
     assert storage.get(env.id).recoveries == 2
+
+
+def test_a_bulk_enqueue_larger_than_one_command_slice_keeps_fifo(app: Any, redis_url: str) -> None:
+    # ENQUEUE writes shared keys in slices of 1,000 entries: 2,500 tasks take three.
+    broker = app.broker
+    created = broker.add_many([broker.make_envelope("t", args=[i]) for i in range(2500)])
+    assert len(created) == 2500
+    admin = redis.Redis.from_url(redis_url)
+    assert admin.zcard(broker.keys.ready("default")) == 2500
+    assert admin.hlen(broker.keys.msg) == 2500
+    got: list[int] = []
+    while len(got) < 2500:
+        got += [d.envelope.args[0] for d in broker.claim("w", 500, 0.1, ["default"])]
+    assert got == list(range(2500))
+
+
+def test_a_mixed_bulk_enqueue_files_each_task_and_a_resend_is_a_no_op(
+    app: Any, redis_url: str
+) -> None:
+    broker = app.broker
+    later = time.time() + 3600
+    envs = [
+        broker.make_envelope("a", args=[0]),
+        broker.make_envelope("b", args=[1], queue="other"),
+        broker.make_envelope("a", args=[2], eta=later),
+        broker.make_envelope("b", args=[3], queue="other", eta=later),
+        broker.make_envelope("a", args=[4], queue="other"),
+    ]
+    broker.add_many(envs)
+    admin = redis.Redis.from_url(redis_url)
+    keys = broker.keys
+    assert [admin.zcard(keys.ready(q)) for q in ("default", "other")] == [1, 2]
+    assert [admin.zcard(keys.delayed(q)) for q in ("default", "other")] == [1, 1]
+    records = [broker.storage.get(e.id) for e in envs]
+    assert [(r.task_name, r.queue, r.status) for r in records] == [
+        ("a", "default", "new"), ("b", "other", "new"), ("a", "default", "new"),
+        ("b", "other", "new"), ("a", "other", "new")]
+    # Sent again (a lost reply): every item is skipped and no key changes, not even the seq.
+    before = {k: admin.dump(k) for k in admin.keys("QueueTasks:*")}
+    again = broker.protocol.enqueue([(e, b"{}", {"status": "new"}) for e in envs])
+    assert broker._call(again)() == [0, 0, 0, 0, 0]
+    assert {k: admin.dump(k) for k in admin.keys("QueueTasks:*")} == before

@@ -163,8 +163,9 @@ class BaseBroker(Component):
         retry: int | None = None,
         parent: str | None = None,
     ) -> Envelope:
+        made = None if uuid else uuidlib.uuid4()
         return Envelope(
-            id=uuid or str(uuidlib.uuid4()),
+            id=uuid or str(made),
             task=task_name,
             args=list(args or ()),
             kwargs=dict(kwargs or {}),
@@ -177,6 +178,7 @@ class BaseBroker(Component):
             parent=parent,
             headers=dict(headers or {}),
             extra=dict(extra or {}),
+            made_uuid=made,
         )
 
     def _add_many_flow(self, envelopes: list[Envelope]) -> Flow[list[Task]]:

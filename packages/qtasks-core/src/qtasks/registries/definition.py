@@ -44,6 +44,7 @@ class TaskExecSchema:
     depends: dict[str, Any] = field(init=False, default_factory=dict)
     states: dict[str, type[Any]] = field(init=False, default_factory=dict)
     public_signature: inspect.Signature = field(init=False, repr=False)
+    _positional_counts: tuple[int, int] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         func = self.func
@@ -82,9 +83,18 @@ class TaskExecSchema:
                 continue
             public.append(param)
         self.public_signature = signature.replace(parameters=public)
+        # Calls with positional arguments only, to a function with plain positional parameters,
+        # bind exactly when their count fits: checked without building a BoundArguments.
+        plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if all(param.kind in plain for param in public):
+            required = sum(1 for param in public if param.default is inspect.Parameter.empty)
+            self._positional_counts = (required, len(public))
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise `TaskArgumentsError` when the call cannot bind; nothing is written then."""
+        counts = self._positional_counts
+        if counts is not None and not kwargs and counts[0] <= len(args) <= counts[1]:
+            return
         try:
             self.public_signature.bind(*args, **kwargs)
         except TypeError as exc:

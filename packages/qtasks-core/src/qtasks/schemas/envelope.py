@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from qtasks.exc import DecodeError, PayloadTooLargeError, SerializationError
 
@@ -45,6 +46,8 @@ class Envelope:
     parent: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # The id as a UUID when it was made as one (not sent: `new_record` skips parsing it back).
+    made_uuid: UUID | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -215,7 +215,7 @@ def new_record(envelope: Envelope) -> Task:
     created = utc(envelope.created_at) or datetime.now(timezone.utc)
     return Task(
         status=TaskStatusEnum.NEW.value,
-        uuid=UUID(envelope.id),
+        uuid=envelope.made_uuid or UUID(envelope.id),
         priority=envelope.priority,
         task_name=envelope.task,
         args=tuple(envelope.args),

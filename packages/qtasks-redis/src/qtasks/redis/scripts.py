@@ -205,39 +205,85 @@ local t = redis.call('TIME')
 local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(us / 1000)
 local live = LIVE + us
-local created, touched = {}, {}
+-- Pass 1: which items are new (a re-sent item is skipped), and their records. Writes to keys
+-- shared by the items are gathered and made once per key in pass 2: a bulk enqueue costs
+-- one command per item and key no more.
+local created, new_items, seen = {}, {}, {}
 for i = 0, ni - 1 do
-  local id, payload, meta = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local priority, eta, q = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-  local status, nf = ARGV[a + 6], tonumber(ARGV[a + 7])
+  local id, nf = ARGV[a], tonumber(ARGV[a + 7])
   local first = a + 8
-  a = first + 2 * nf
-  local rec, name_key = KEYS[base + 2 * i], KEYS[base + 2 * i + 1]
-  if redis.call('EXISTS', rec) == 1 or redis.call('HEXISTS', KEYS[1], id) == 1 then
+  local rec = KEYS[base + 2 * i]
+  if seen[id] or redis.call('EXISTS', rec) == 1 or redis.call('HEXISTS', KEYS[1], id) == 1 then
     created[i + 1] = 0
   else
-    if nf > 0 then redis.call('HSET', rec, unpack(ARGV, first, a - 1)) end
-    redis.call('HSET', KEYS[1], id, payload)
-    redis.call('HSET', KEYS[2], id, meta)
-    if eta and eta > now then
-      redis.call('ZADD', KEYS[Q + 3 * q + 1], eta, id)
-    else
-      redis.call('ZADD', KEYS[Q + 3 * q], ready_score(KEYS[3], priority), id)
-    end
-    touched[q] = true
-    redis.call('ZREMRANGEBYSCORE', name_key, '-inf', now)
-    -- A new id: no other status index holds it (an old record with this id expired, and so
-    -- did its index entries, which pruning drops), so only its own indexes are written.
-    local score = live + i
-    redis.call('ZADD', KEYS[5], score, id)
-    for s, name in ipairs(STATUSES) do
-      if name == status then redis.call('ZADD', KEYS[5 + s], score, id) end
-    end
-    redis.call('ZADD', name_key, score, id)
+    seen[id] = true
+    if nf > 0 then redis.call('HSET', rec, unpack(ARGV, first, first + 2 * nf - 1)) end
+    new_items[#new_items + 1] = {i, a}
     created[i + 1] = 1
   end
+  a = first + 2 * nf
 end
-for q, _ in pairs(touched) do wake(KEYS[Q + 3 * q + 2]) end
+if #new_items == 0 then return created end
+
+-- Pass 2. `many` sends a command with a long argument list in slices (Lua's unpack limit).
+local function many(cmd, key, list)
+  for j = 1, #list, 2000 do
+    redis.call(cmd, key, unpack(list, j, math.min(j + 1999, #list)))
+  end
+end
+local msgs, metas, all, by_status, by_name, names = {}, {}, {}, {}, {}, {}
+local ready_by_q, delayed_by_q = {}, {}
+local seq = redis.call('INCRBY', KEYS[3], #new_items) - #new_items
+for n, item in ipairs(new_items) do
+  local i, at = item[1], item[2]
+  local id = ARGV[at]
+  local priority, eta, q = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
+  local status = ARGV[at + 6]
+  msgs[#msgs + 1] = id
+  msgs[#msgs + 1] = ARGV[at + 1]
+  metas[#metas + 1] = id
+  metas[#metas + 1] = ARGV[at + 2]
+  -- Ready-queue score: lower priority first, FIFO within a priority (seq wraps at 2^32).
+  local into, score = ready_by_q, priority * SPAN + ((seq + n) % SPAN)
+  if eta and eta > now then into, score = delayed_by_q, eta end
+  if not into[q] then into[q] = {} end
+  local list = into[q]
+  list[#list + 1] = score
+  list[#list + 1] = id
+  -- A new id: no other status index holds it (an old record with this id expired, and so
+  -- did its index entries, which pruning drops), so only its own indexes are written.
+  local live_score = live + i
+  all[#all + 1] = live_score
+  all[#all + 1] = id
+  by_status[status] = by_status[status] or {}
+  local st = by_status[status]
+  st[#st + 1] = live_score
+  st[#st + 1] = id
+  local name_key = KEYS[base + 2 * i + 1]
+  if not by_name[name_key] then
+    by_name[name_key] = {}
+    names[#names + 1] = name_key
+  end
+  local nm = by_name[name_key]
+  nm[#nm + 1] = live_score
+  nm[#nm + 1] = id
+end
+many('HSET', KEYS[1], msgs)
+many('HSET', KEYS[2], metas)
+for q, list in pairs(ready_by_q) do many('ZADD', KEYS[Q + 3 * q], list) end
+for q, list in pairs(delayed_by_q) do many('ZADD', KEYS[Q + 3 * q + 1], list) end
+-- A delayed task wakes an idle worker too: it may be due before what the worker waits for.
+for q = 0, nq - 1 do
+  if ready_by_q[q] or delayed_by_q[q] then wake(KEYS[Q + 3 * q + 2]) end
+end
+many('ZADD', KEYS[5], all)
+for s, name in ipairs(STATUSES) do
+  if by_status[name] then many('ZADD', KEYS[5 + s], by_status[name]) end
+end
+for _, name_key in ipairs(names) do
+  redis.call('ZREMRANGEBYSCORE', name_key, '-inf', now)
+  many('ZADD', name_key, by_name[name_key])
+end
 return created
 """
 
