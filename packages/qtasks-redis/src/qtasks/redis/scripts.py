@@ -447,39 +447,33 @@ return 1
 # `_batch.py`); each item is exactly a FINISH.
 # KEYS: 1-6 state, 7 finished ring, 8 per-minute finished ring, 9-15 index block, then per item
 #       (ack memo, record, done, name index), then spent memos.
-# ARGV: ttl_ms, number of spent memos, ni, then per item: id, worker, token, status, the record
-#       as a JSON object of strings.
+# ARGV: ttl_ms, number of spent memos, ni, then per item: id, worker, token, status, number of
+#       record fields n, then the record's n field/value pairs.
 # -> per item: 1 written, 2 already written by this lease (a re-sent finish), 0 lease lost.
 FINISH_MANY = """
 local ttl, ni = tonumber(ARGV[1]), tonumber(ARGV[3])
 allow_oom()
 local now = now_ms()
 local out, written = {}, 0
+local a = 4
 for i = 0, ni - 1 do
-  local a, k = 4 + 5 * i, 16 + 4 * i
-  local id = ARGV[a]
+  local k = 16 + 4 * i
+  local id, nf = ARGV[a], tonumber(ARGV[a + 4])
+  local first = a + 5
+  a = first + 2 * nf
   local rec, done, name_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  if redis.call('HGET', KEYS[2], id) ~= ARGV[a + 1] .. '\\n' .. ARGV[a + 2] then
+  if redis.call('HGET', KEYS[2], id) ~= ARGV[first - 4] .. '\\n' .. ARGV[first - 3] then
     if redis.call('EXISTS', KEYS[k]) == 1 then out[i + 1] = 2 else out[i + 1] = 0 end
   else
     local recoveries = tonumber(redis.call('HGET', KEYS[5], id) or '0') or 0
-    local flat, keep = {}, {}
-    for field, value in pairs(cjson.decode(ARGV[a + 4])) do
-      flat[#flat + 1] = field
-      flat[#flat + 1] = value
-      keep[field] = true
-    end
     -- The whole record is replaced (as replace_hash does): write first, then drop the rest.
-    if #flat > 0 then redis.call('HSET', rec, unpack(flat)) end
-    for _, field in ipairs(redis.call('HKEYS', rec)) do
-      if not keep[field] then redis.call('HDEL', rec, field) end
-    end
+    replace_hash(rec, first, nf)
     -- The worker builds its record from the envelope; the recoveries are Redis's to count.
     if recoveries > (tonumber(redis.call('HGET', rec, 'recoveries') or '0') or 0) then
       redis.call('HSET', rec, 'recoveries', recoveries)
     end
     forget(id)
-    settle_record(9, rec, done, name_key, id, ARGV[a + 3], ttl, now)
+    settle_record(9, rec, done, name_key, id, ARGV[first - 2], ttl, now)
     redis.call('SET', KEYS[k], '1', 'PX', MEMO_TTL)
     written = written + 1
     out[i + 1] = 1
@@ -786,30 +780,28 @@ return 1
 # UPDATE for a batch of records in one call (the `process` marks of a worker's write-behind
 # batch, see `_batch.py`); each item is exactly an UPDATE.
 # KEYS: 1-7 index block, then per item (record, done).
-# ARGV: ttl_ms, n, then per item: id, the fields as a JSON object of strings.
+# ARGV: ttl_ms, n, then per item: id, number of fields nf, then nf field/value pairs.
 # -> per item: 1 updated, 0 no such record, -1 refused (as UPDATE).
 UPDATE_MANY = """
 local ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 allow_oom()
 local now = now_ms()
 local out = {}
+local a = 3
 for i = 0, n - 1 do
-  local id, rec, done = ARGV[3 + 2 * i], KEYS[8 + 2 * i], KEYS[9 + 2 * i]
+  local id, nf = ARGV[a], tonumber(ARGV[a + 1])
+  local first = a + 2
+  a = first + 2 * nf
+  local rec, done = KEYS[8 + 2 * i], KEYS[9 + 2 * i]
   if redis.call('EXISTS', rec) == 0 then
     out[i + 1] = 0
   else
-    local fields = cjson.decode(ARGV[4 + 2 * i])
-    local status = fields['status']
+    local status = field_of(first, nf, 'status')
     local current = redis.call('HGET', rec, 'status')
     if status and current and FINAL[current] and not FINAL[status] then
       out[i + 1] = -1
     else
-      local flat = {}
-      for field, value in pairs(fields) do
-        flat[#flat + 1] = field
-        flat[#flat + 1] = value
-      end
-      if #flat > 0 then redis.call('HSET', rec, unpack(flat)) end
+      if nf > 0 then redis.call('HSET', rec, unpack(ARGV, first, a - 1)) end
       if status and status ~= current then
         settle_record(1, rec, done, false, id, status, ttl, now)
       end
