@@ -54,11 +54,14 @@ async def test_the_next_task_starts_while_the_previous_final_write_is_pending(
     assert seen == [True]
 
 
-async def test_a_held_final_write_still_counts_against_capacity(harness: Harness) -> None:
+async def test_tasks_waiting_on_their_final_write_are_bounded(harness: Harness) -> None:
+    """A task past its body frees its slot for a claim, but at most `max_tasks_process +
+    prefetch` such tasks are held: the worker stops claiming while that many writes hang."""
     harness.app.config.max_tasks_process = 1
     harness.app.config.prefetch = 0
     release = asyncio.Event()
     bodies: list[int] = []
+    body_ran = asyncio.Event()
 
     class HoldWrites:
         @hookimpl
@@ -70,19 +73,49 @@ async def test_a_held_final_write_still_counts_against_capacity(harness: Harness
     @harness.task(name="step")
     async def step(n: int) -> int:
         bodies.append(n)
+        body_ran.set()
         return n
 
-    tasks = [await harness.add_task("step", n) for n in range(3)]
+    tasks = [await harness.add_task("step", n) for n in range(4)]
     await harness.start()
     worker = harness.app.worker
-    while not bodies:
-        await asyncio.sleep(0.01)
-    # Task 0's body is done and its write held: its lease is still held, so with no prefetch
-    # the worker claims nothing more, and nothing else runs.
-    await asyncio.sleep(0.2)
-    assert bodies == [0]
+    while len(bodies) < 2:
+        body_ran.clear()
+        await asyncio.wait_for(body_ran.wait(), 5)
+    # Two bodies done, both writes held: two leases, the bound for a limit of one.
     assert worker.capacity() == 0
+    assert len(worker.in_flight()) == 2
+    await asyncio.sleep(0.2)  # nothing else may start meanwhile
+    assert sorted(bodies) == [0, 1]
     release.set()
     for task in tasks:
         assert (await harness.call("wait", task.uuid, 10)).status == "success"
-    assert sorted(bodies) == [0, 1, 2]
+    assert sorted(bodies) == [0, 1, 2, 3]
+
+
+async def test_a_body_that_swallows_its_cancel_finishes_with_its_result(harness: Harness) -> None:
+    # The cancel is sent into the task's own asyncio task; one the body catches must not leak
+    # into the rest of the execution (the final write) or into later tasks.
+    started = asyncio.Event()
+
+    @harness.task(name="stubborn")
+    async def stubborn() -> int:
+        started.set()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            return 7
+        return 0
+
+    @harness.task(name="timed")
+    async def timed() -> str:
+        await asyncio.wait_for(asyncio.sleep(0.01), 1)
+        return "ok"
+
+    await harness.start()
+    task = await harness.add_task("stubborn")
+    await asyncio.wait_for(started.wait(), 5)
+    await harness.call("cancel", task.uuid)
+    done = await harness.call("wait", task.uuid, 5)
+    assert (done.status, done.returning) == ("success", 7)
+    assert (await harness.add_task("timed", timeout=5)).returning == "ok"

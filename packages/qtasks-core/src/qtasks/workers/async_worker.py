@@ -54,21 +54,45 @@ class AsyncWorker(BaseWorker):
             self._loop.call_soon_threadsafe(self._force_event.set)
 
     def _interrupt(self, running: Running) -> None:
-        inner = running.handle
-        if inner is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(inner.cancel)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._cancel_body, running)
+
+    @staticmethod
+    def _cancel_body(running: Running) -> None:
+        # On the loop, so `executing` cannot change under it: a task between its body and its
+        # final write is past cancelling.
+        if running.executing and not running.cancel_sent and running.handle is not None:
+            running.cancel_sent = True
+            running.handle.cancel()
 
     async def _execute(self, executor: Any, running: Running) -> Any:
-        inner = asyncio.ensure_future(executor.execute())
-        running.handle = inner
+        # The body runs in the task's own asyncio task (a task per execution, not two); a
+        # cancel is sent into that task only while the body is awaited (`_cancel_body`).
+        running.handle = asyncio.current_task()
         if running.cancelled is not None:
-            inner.cancel()
+            raise TaskCancelError(running.cancelled)
+        running.executing = True
         try:
-            return await inner
+            result = await executor.execute()
         except asyncio.CancelledError:
-            if running.cancelled is not None and not self._current_cancelling():
-                raise TaskCancelError(running.cancelled) from None
+            if self._settle_cancel(running):
+                raise TaskCancelError(running.cancelled or "cancelled") from None
             raise
+        finally:
+            running.executing = False
+        self._settle_cancel(running)  # a cancel the body caught and ignored
+        return result
+
+    def _settle_cancel(self, running: Running) -> bool:
+        """Whether the cancel that ended the body was ours (not shutdown's); takes its count
+        off the asyncio task, which runs on to write the record."""
+        if not running.cancel_sent:
+            return False
+        running.cancel_sent = False
+        uncancel = getattr(running.handle, "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
+        return not self._current_cancelling()
 
     @staticmethod
     def _current_cancelling() -> bool:

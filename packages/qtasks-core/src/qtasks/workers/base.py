@@ -55,6 +55,9 @@ class Running:
     delivery: Delivery
     handle: Any = None
     cancelled: str | None = field(default=None)
+    # asyncio: the body is being awaited, and whether a cancel was sent into it.
+    executing: bool = False
+    cancel_sent: bool = False
 
 
 class BaseWorker(Component):
@@ -89,6 +92,8 @@ class BaseWorker(Component):
         self._leases: dict[str, str] = {}
         self._reserved = 0
         self._active: dict[str, Running] = {}
+        # Tasks whose body is done and whose final write is under way (see `_executed`).
+        self._writing: set[str] = set()
         self._suspect: str | None = None
         self._cancel_requests: dict[str, str | None] = {}
         self._forced = False
@@ -106,7 +111,10 @@ class BaseWorker(Component):
     def capacity(self) -> int:
         """Tasks this worker may still claim: free slots plus prefetch, minus what it holds."""
         limit = self.config.max_tasks_process + self.config.prefetch
-        return max(0, limit - len(self._leases) - self._reserved)
+        held = len(self._leases) + self._reserved
+        # Tasks whose final write is under way do not hold a slot, so the next claim overlaps
+        # their write; at most `limit` of them, so held leases stay under twice the limit.
+        return max(0, min(limit - held + len(self._writing), 2 * limit - held))
 
     def _claimable(self) -> int:
         """(Under the lock) what a claim loop should claim now: 0 until at least half the
@@ -196,11 +204,15 @@ class BaseWorker(Component):
 
     def _executed(self, delivery: Delivery) -> None:
         """The task's body is done and its final write about to be sent: its execution slot
-        goes to the next buffered task now, not one write round trip later. Its lease stays
-        held (heartbeats, `capacity`) until `_done`."""
+        goes to the next buffered task now, and a claim may refill the buffer, not one write
+        round trip later. Its lease stays held (heartbeats) until `_done`."""
         with self._lock:
             self._active.pop(delivery.envelope.id, None)
+            self._writing.add(delivery.envelope.id)
             started = self._startable()
+            wake = self._claimable() > 0
+        if wake:
+            self._signal_capacity()
         for running in started:
             self._start_delivery(running)
 
@@ -212,6 +224,7 @@ class BaseWorker(Component):
             if self._suspect == task_id:
                 self._suspect = None
             self._active.pop(task_id, None)
+            self._writing.discard(task_id)
             self._leases.pop(task_id, None)
             self._cancel_requests.pop(task_id, None)
             self.processed += 1
