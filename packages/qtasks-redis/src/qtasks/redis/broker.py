@@ -19,6 +19,7 @@ from qtasks.exc import ConfigError, DecodeError
 from qtasks.redis._admin import BrokerAdmin
 from qtasks.redis._cancel import CancelListener
 from qtasks.redis._guards import Epoch, guard_eviction_flow
+from qtasks.redis._stream import streamed_scripts_flow
 from qtasks.redis.connection import (
     ASYNC,
     TRANSIENT,
@@ -30,12 +31,14 @@ from qtasks.redis.connection import (
     text,
 )
 from qtasks.redis.keys import BrokerKeys
-from qtasks.redis.protocol import Protocol, ms, parse_meta
+from qtasks.redis.protocol import Call, Protocol, ms, parse_meta
 from qtasks.schemas.delivery import DeadEntry, Delivery
 from qtasks.schemas.envelope import Envelope, decode, sample
 from qtasks.schemas.task import Task, to_mapping
 
 REAP_BATCH = 500
+STREAM_CHUNK = 100
+"""Tasks per ENQUEUE call of a bulk enqueue; larger ones are streamed in calls of this size."""
 SPENT_BATCH = 64
 MIN_BLOCK = 0.01
 
@@ -145,11 +148,20 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
     def _enqueue_flow(self, items: list[tuple[Envelope, bytes, Task]]) -> Flow[list[bool]]:
         if not items:
             return []
-        call = self.protocol.enqueue(
-            [(env, payload, to_mapping(model)) for env, payload, model in items]
-        )
-        reply = yield from guarded(self._step_flow(self._call(call)), "enqueue")
-        return [bool(int(x)) for x in reply]
+
+        def call(chunk: list[tuple[Envelope, bytes, Task]]) -> Call:
+            return self.protocol.enqueue([(e, data, to_mapping(task)) for e, data, task in chunk])
+
+        if len(items) <= STREAM_CHUNK:
+            reply = yield from guarded(self._step_flow(self._call(call(items))), "enqueue")
+            return [bool(int(x)) for x in reply]
+        # A bulk enqueue, already validated whole: its calls are built while Redis runs the
+        # ones before (see `_stream.py`).
+        script = self.connection.script(self.config.socket_timeout, "ENQUEUE")
+        chunks = (items[i : i + STREAM_CHUNK] for i in range(0, len(items), STREAM_CHUNK))
+        calls = (call(chunk)[1:] for chunk in chunks)
+        replies = yield from guarded(streamed_scripts_flow(self.client, script, calls), "enqueue")
+        return [bool(int(x)) for reply in replies for x in reply]
 
     # -- claim ------------------------------------------------------------------------------
     def claim(self, worker_id: str, limit: int, timeout: float, queues: list[str]) -> Any:

@@ -1,0 +1,118 @@
+"""Bulk enqueues streamed on one connection (`_stream.py`): order, a script missing from Redis,
+a connection cut mid-stream; on both flavours."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from qtasks import QueueTasks
+from qtasks.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks.redis.broker import STREAM_CHUNK
+
+N = STREAM_CHUNK * 7 + 13  # several streamed calls, the last one short
+
+
+class CuttingProxy:
+    """Forwards TCP to Redis; the first connection that sends more than `cut_after` bytes is
+    closed at that point (both ways), later connections pass untouched."""
+
+    def __init__(self, port: int, cut_after: int) -> None:
+        self.upstream = port
+        self.cut_after = cut_after
+        self.cut = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, counts: bool) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                sent += len(data)
+                if counts and sent > self.cut_after and not self.cut.is_set():
+                    self.cut.set()
+                    raise OSError("cut")
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+async def bulk(flavour: str, url: str) -> list[Any]:
+    if flavour == "async":
+        app: Any = AsyncQueueTasks(name="stream", broker_url=url)
+        return list(await app.add_tasks([("t", (i,)) for i in range(N)]))
+    sync_app = QueueTasks(name="stream", broker_url=url)
+    return await asyncio.to_thread(sync_app.add_tasks, [("t", (i,)) for i in range(N)])
+
+
+def queued_in_order(url: str) -> list[int]:
+    """The queued tasks' first arguments, in claim order (score order)."""
+    broker = QueueTasks(name="stream", broker_url=url).broker
+    admin = redis.Redis.from_url(url)
+    ids = [i.decode() for i in admin.zrange(broker.keys.ready("default"), 0, -1)]
+    records = broker.storage.record_keys
+    return [int(admin.hget(records.record(i), "args").decode()[1:-1]) for i in ids]
+
+
+@pytest.fixture(params=["sync", "async"])
+def flavour(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_a_streamed_bulk_enqueue_keeps_every_task_in_order(
+    flavour: str, redis_server: Any
+) -> None:
+    tasks = await bulk(flavour, redis_server.url)
+    assert [t.args for t in tasks] == [(i,) for i in range(N)]
+    assert queued_in_order(redis_server.url) == list(range(N))
+
+
+async def test_a_script_missing_from_redis_is_loaded_and_its_calls_sent_again(
+    flavour: str, redis_server: Any
+) -> None:
+    await bulk(flavour, redis_server.url)  # loads ENQUEUE
+    redis.Redis.from_url(redis_server.url).script_flush()
+    redis.Redis.from_url(redis_server.url).flushdb()
+    await bulk(flavour, redis_server.url)
+    assert queued_in_order(redis_server.url) == list(range(N))
+
+
+async def test_a_connection_cut_mid_stream_still_files_each_task_once(
+    flavour: str, redis_server: Any
+) -> None:
+    await bulk(flavour, redis_server.url)  # the script is loaded; the first calls' size known
+    redis.Redis.from_url(redis_server.url).flushdb()
+    proxy = CuttingProxy(redis_server.port, cut_after=200_000)
+    try:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        tasks = await bulk(flavour, url)
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set()
+    assert len({t.uuid for t in tasks}) == N
+    # Calls Redis ran before the cut were skipped when re-sent: no task is queued twice.
+    assert queued_in_order(redis_server.url) == list(range(N))
