@@ -126,37 +126,35 @@ FIELD_NAMES = frozenset(f.name for f in fields(Task) if not f.name.startswith("_
 _FIELDS = frozenset(f.name for f in fields(Task))
 
 
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else repr(value.timestamp())
-
-
-def to_mapping(task: Task) -> dict[str, str]:
-    """A record as a flat string mapping (None fields are left out)."""
+def to_mapping(task: Task, uuid_text: str | None = None) -> dict[str, str]:
+    """A record as a flat string mapping (None fields are left out). `uuid_text`: the task's
+    id as text when the caller has it (formatting a UUID is a hot-path cost)."""
+    fields = task.__dict__  # one dict lookup per field instead of an attribute walk
     out: dict[str, str] = {
-        "status": str(task.status),
-        "uuid": str(task.uuid),
-        "priority": str(task.priority),
-        "task_name": task.task_name,
+        "status": str(fields["status"]),
+        "uuid": uuid_text or str(fields["uuid"]),
+        "priority": str(fields["priority"]),
+        "task_name": fields["task_name"],
         # Most tasks take no arguments, or no keyword arguments: skip the encoder for those.
-        "args": dumps(list(task.args), "args") if task.args else "[]",
-        "kwargs": dumps(task.kwargs, "kwargs") if task.kwargs else "{}",
-        "attempt": str(task.attempt),
-        "recoveries": str(task.recoveries),
+        "args": dumps(list(fields["args"]), "args") if fields["args"] else "[]",
+        "kwargs": dumps(fields["kwargs"], "kwargs") if fields["kwargs"] else "{}",
+        "attempt": str(fields["attempt"]),
+        "recoveries": str(fields["recoveries"]),
     }
-    if task._returning_json is not None:
-        out["returning"] = task._returning_json
-    elif task.returning is not None:
-        out["returning"] = dumps(task.returning, f"result of task {task.task_name!r}")
-    if task.retry is not None:
-        out["retry"] = str(task.retry)
-    if task.extra:
-        out["extra"] = dumps(task.extra, "extra")
+    if fields["_returning_json"] is not None:
+        out["returning"] = fields["_returning_json"]
+    elif fields["returning"] is not None:
+        out["returning"] = dumps(fields["returning"], f"result of task {task.task_name!r}")
+    if fields["retry"] is not None:
+        out["retry"] = str(fields["retry"])
+    if fields["extra"]:
+        out["extra"] = dumps(fields["extra"], "extra")
     for name in _TIMES:
-        stamp = _ts(getattr(task, name))
-        if stamp is not None:
-            out[name] = stamp
+        value = fields[name]
+        if value is not None:
+            out[name] = repr(value.timestamp())
     for name in _SCALARS:
-        value = getattr(task, name)
+        value = fields[name]
         if value is not None:
             out[name] = str(value)
     return out
