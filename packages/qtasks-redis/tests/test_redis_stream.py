@@ -14,6 +14,7 @@ import redis
 
 from qtasks import QueueTasks
 from qtasks.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks.exc import SerializationError
 from qtasks.redis.broker import STREAM_CHUNK
 
 N = STREAM_CHUNK * 7 + 13  # several streamed calls, the last one short
@@ -116,3 +117,19 @@ async def test_a_connection_cut_mid_stream_still_files_each_task_once(
     assert len({t.uuid for t in tasks}) == N
     # Calls Redis ran before the cut were skipped when re-sent: no task is queued twice.
     assert queued_in_order(redis_server.url) == list(range(N))
+
+
+async def test_bad_input_late_in_a_streamed_bulk_writes_nothing(
+    flavour: str, redis_server: Any
+) -> None:
+    calls: list[Any] = [("t", (i,)) for i in range(N)]
+    calls[N - 5] = ("t", (object(),))  # not JSON: found after several streamed calls' worth
+    if flavour == "async":
+        app: Any = AsyncQueueTasks(name="stream", broker_url=redis_server.url)
+        with pytest.raises(SerializationError):
+            await app.add_tasks(calls)
+    else:
+        sync_app = QueueTasks(name="stream", broker_url=redis_server.url)
+        with pytest.raises(SerializationError):
+            await asyncio.to_thread(sync_app.add_tasks, calls)
+    assert redis.Redis.from_url(redis_server.url).dbsize() == 0

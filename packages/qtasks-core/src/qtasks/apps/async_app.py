@@ -45,7 +45,8 @@ class QueueTasks(BaseQueueTasks):
         )
 
     async def add_tasks(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> list[Task]:
-        """Bulk enqueue in one broker round trip."""
+        """Bulk enqueue: every call is validated before anything is written, then written in
+        one broker round trip (or, with qtasks-redis, streamed calls of 100)."""
         return await run_async(self._bulk_flow(calls))
 
     async def get(self, uuid: Any) -> Task | None:

@@ -44,8 +44,9 @@ class QueueTasks(BaseQueueTasks):
         return run_sync(self._enqueue_flow(task_name, tuple(args), dict(kwargs or {}), **options))
 
     def add_tasks(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> list[Task]:
-        """Bulk enqueue in one broker round trip: `app.add_tasks([t(1), t(2)])` or tuples
-        `(name, args, kwargs, priority)`."""
+        """Bulk enqueue: `app.add_tasks([t(1), t(2)])` or tuples `(name, args, kwargs,
+        priority)`. Every call is validated before anything is written, then written in one
+        broker round trip (or, with qtasks-redis, streamed calls of 100)."""
         return run_sync(self._bulk_flow(calls))
 
     def get(self, uuid: Any) -> Task | None:
