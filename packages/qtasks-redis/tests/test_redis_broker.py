@@ -109,6 +109,33 @@ def test_idle_claim_is_woken_by_an_enqueue(app: Any) -> None:
     assert out["at"] - sent < 0.5, out["at"] - sent  # woken, not the 1.9 s block running out
 
 
+def test_a_woken_claim_comes_in_the_round_trip_that_blocked(
+    app: Any, admin: redis.Redis
+) -> None:
+    broker = app.broker
+    assert broker.claim("w", 5, 0.05, ["default"]) == []  # the queue is known to be empty
+    pairs: list[Any] = []
+    woken_claim = broker._woken_claim_flow
+
+    def observed(*args: Any) -> Any:  # records what the BLPOP + CLAIM pair returned
+        reply = yield from woken_claim(*args)
+        pairs.append(reply)
+        return reply
+
+    broker._woken_claim_flow = observed
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.update(got=broker.claim("w", 5, 3, ["default"])))
+    thread.start()
+    wait_for(lambda: any(c["cmd"] == "blpop" for c in admin.client_list()))
+    admin.config_resetstat()
+    broker.add_many(envs(broker, ("a", 0), ("b", 0)))
+    thread.join(5)
+    assert keys_of(out["got"]) == ["a", "b"]
+    # The claim ran in the pair, behind the block: one CLAIM after the enqueue.
+    assert pairs and pairs[-1] is not None
+    assert admin.info("commandstats")["cmdstat_evalsha"]["calls"] == 2  # ENQUEUE, CLAIM
+
+
 def test_finish_is_fenced_by_the_lease_token(app: Any, admin: redis.Redis) -> None:
     broker = app.broker
     broker.add_many(envs(broker, ("x", 0)))
