@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import redis
 
 from qtasks.redis._wire import QuickPool
@@ -95,3 +96,46 @@ async def test_a_write_larger_than_the_socket_buffer_is_drained(redis_server: An
         assert await client.get("big") == value
     finally:
         await client.aclose()
+
+
+async def test_script_calls_survive_a_script_flush_and_a_killed_connection(
+    redis_server: Any,
+) -> None:
+    # The asyncio app's scripts run straight on a pooled connection (`_script.py`).
+    from qtasks.asyncio import QueueTasks
+    from qtasks.redis._script import AsyncScriptCall
+
+    app = QueueTasks(name="wire-scripts", broker_url=redis_server.url)
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        first = await app.add_task("t", 1)
+        assert isinstance(app.broker.connection.script(5.0, "ENQUEUE"), AsyncScriptCall)
+        admin.script_flush()  # NOSCRIPT on the next call: loaded again, the call re-run
+        second = await app.add_task("t", 2)
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        third = await app.add_task("t", 3)  # the pooled connection is dead: one retry
+        records = [await app.get(t.uuid) for t in (first, second, third)]
+        assert [(r.status, r.args) for r in records] == [("new", (n,)) for n in (1, 2, 3)]
+    finally:
+        admin.close()
+
+
+async def test_an_error_reply_leaves_the_connection_usable(redis_server: Any) -> None:
+    from qtasks.asyncio import QueueTasks
+    from qtasks.exc import QueueFullError
+
+    app = QueueTasks(name="wire-oom", broker_url=redis_server.url)
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        await app.add_task("t", 0)
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory", str(used))
+        admin.config_set("maxmemory-policy", "noeviction")
+        with pytest.raises(QueueFullError):
+            await app.add_task("t", "x" * 200_000)
+        admin.config_set("maxmemory", "0")
+        task = await app.add_task("t", 1)  # same pooled connection, still in step
+        assert (await app.get(task.uuid)).args == (1,)
+    finally:
+        admin.config_set("maxmemory", "0")
+        admin.close()

@@ -149,10 +149,18 @@ class RedisConnection:
         return self._client
 
     def script(self, socket_timeout: float, name: str) -> Any:
-        """A registered script; redis-py reloads it after SCRIPT FLUSH or a restart."""
+        """A registered script, called as `script(keys, args)`; reloaded after SCRIPT FLUSH or a
+        restart. On qtasks' own asyncio client it runs straight on a connection (`_script.py`)."""
         found = self._scripts.get(name)
         if found is None:
-            found = self._scripts[name] = self.client(socket_timeout).register_script(SOURCES[name])
+            from qtasks.redis._script import AsyncScriptCall
+            from qtasks.redis._wire import AsyncClient
+
+            client = self.client(socket_timeout)
+            found = client.register_script(SOURCES[name])
+            if isinstance(client, AsyncClient):
+                found = AsyncScriptCall(client, found)
+            self._scripts[name] = found
         return found
 
     def batcher(self, socket_timeout: float) -> Any:
