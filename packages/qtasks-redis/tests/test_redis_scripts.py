@@ -47,6 +47,22 @@ def test_scripts_touch_only_keys_they_receive(name: str) -> None:
             assert "KEYS[" in assigned or assigned.startswith("false"), (name, assigned)
 
 
+LUA_GLOBALS = {"tonumber", "tostring", "ipairs", "pairs", "unpack", "type", "error", "next"}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_scripts_define_every_function_they_call(name: str) -> None:
+    """Each script carries only the prelude helpers it uses (`_with_helpers`); Redis would
+    only find a missing one when the line calling it runs, so check the sources here."""
+    source = re.sub(r"--[^\n]*", "", SOURCES[name])
+    defined = set(re.findall(r"\blocal (?:function )?(\w+)", source))
+    defined |= set(re.findall(r"\blocal \w+, (\w+)", source))
+    for called in re.findall(r"(?<![\w.:])([a-z_]\w*)\(", source):
+        if called in ("function", "if", "and", "or", "not", "return", "until", "while"):
+            continue
+        assert called in defined or called in LUA_GLOBALS, (name, called)
+
+
 @pytest.fixture
 def app(redis_url: str) -> Any:
     return sync_app(redis_url)

@@ -23,6 +23,36 @@ SAMPLE_BYTES = 1024
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+def _one_shot_encoder() -> Any:
+    """The C encoder `_encoder.encode` builds on every call, built once (0.7 us of 2.3 per
+    envelope). Without circular-reference markers: a cycle ends in `RecursionError`, which
+    `dumps` reports like any other unencodable value. None where the C module is missing."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        encoder = make(
+            None,
+            _encoder.default,
+            json.encoder.encode_basestring,
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            False,
+        )
+        probe = {"a": [1, 2.5, "é", None, True], "b": {}}
+        if "".join(encoder(probe, 0)) != _encoder.encode(probe):
+            return None
+    except TypeError:  # another signature than CPython 3.10-3.14's
+        return None
+    return encoder
+
+
+_c_encode = _one_shot_encoder()
+
+
 @dataclass(slots=True)
 class Envelope:
     """One task on the wire.
@@ -79,7 +109,9 @@ class Envelope:
 def dumps(value: Any, what: str = "value") -> str:
     """Encode `value` as compact JSON, raising `SerializationError` that says what failed."""
     try:
-        return _encoder.encode(value)
+        if _c_encode is None:
+            return _encoder.encode(value)
+        return "".join(_c_encode(value, 0))
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(f"{what} is not JSON-serialisable: {exc}") from None
 

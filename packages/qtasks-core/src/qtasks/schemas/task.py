@@ -127,20 +127,26 @@ _FIELDS = frozenset(f.name for f in fields(Task))
 
 
 def to_mapping(task: Task, uuid_text: str | None = None) -> dict[str, str]:
-    """A record as a flat string mapping (None fields are left out). `uuid_text`: the task's
-    id as text when the caller has it (formatting a UUID is a hot-path cost)."""
+    """A record as a flat string mapping. None fields are left out, and so are empty `args`
+    and `kwargs` and a zero `attempt` and `recoveries`, which `from_mapping` reads back as
+    those defaults: most records are of first runs of tasks without arguments, and each field
+    costs Redis a listpack entry on every write. `uuid_text`: the task's id as text when the
+    caller has it (formatting a UUID is a hot-path cost)."""
     fields = task.__dict__  # one dict lookup per field instead of an attribute walk
     out: dict[str, str] = {
         "status": str(fields["status"]),
         "uuid": uuid_text or str(fields["uuid"]),
         "priority": str(fields["priority"]),
         "task_name": fields["task_name"],
-        # Most tasks take no arguments, or no keyword arguments: skip the encoder for those.
-        "args": dumps(list(fields["args"]), "args") if fields["args"] else "[]",
-        "kwargs": dumps(fields["kwargs"], "kwargs") if fields["kwargs"] else "{}",
-        "attempt": str(fields["attempt"]),
-        "recoveries": str(fields["recoveries"]),
     }
+    if fields["args"]:
+        out["args"] = dumps(list(fields["args"]), "args")
+    if fields["kwargs"]:
+        out["kwargs"] = dumps(fields["kwargs"], "kwargs")
+    if fields["attempt"]:
+        out["attempt"] = str(fields["attempt"])
+    if fields["recoveries"]:
+        out["recoveries"] = str(fields["recoveries"])
     if fields["_returning_json"] is not None:
         out["returning"] = fields["_returning_json"]
     elif fields["returning"] is not None:

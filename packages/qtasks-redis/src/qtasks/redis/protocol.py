@@ -7,6 +7,7 @@ A `Call` is `(script name, keys, args)`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from qtasks.exc import ConfigError
@@ -16,6 +17,7 @@ from qtasks.schemas.delivery import DeadEntry, Delivery
 from qtasks.schemas.envelope import Envelope
 
 Call = tuple[str, list[str], list[Any]]
+_CACHE_LIMIT = 1024
 
 
 def ms(seconds: float | None) -> int:
@@ -42,7 +44,11 @@ def flat(mapping: dict[str, str]) -> list[str]:
 
 def meta(env: Envelope) -> str:
     """`{p}:meta` value: what the reaper and requeue need without decoding the envelope."""
-    return f"{clamp_priority(env.priority)}\n{env.queue}\n{env.task}"
+    return meta_text(clamp_priority(env.priority), env.queue, env.task)
+
+
+def meta_text(priority: int, queue: str, task: str) -> str:
+    return f"{priority}\n{queue}\n{task}"
 
 
 def parse_meta(value: Any) -> tuple[int, str, str] | None:
@@ -62,23 +68,19 @@ class Protocol:
 
     # -- enqueue ----------------------------------------------------------------------------
     def enqueue(self, items: list[tuple[Envelope, bytes, dict[str, str]]]) -> Call:
-        queues = list(dict.fromkeys(check_queue(env.queue) for env, _, _ in items))
+        queues = list(dict.fromkeys(env.queue for env, _, _ in items))
         index = {q: i for i, q in enumerate(queues)}
-        keys = [self.keys.msg, self.keys.meta, self.keys.seq, self.keys.queues]
-        keys += self.records.indexes()
-        for q in queues:
-            keys += (self.keys.ready(q), self.keys.delayed(q), self.keys.wake(q))
+        keys = list(self._enqueue_keys(tuple(queues)))
         args: list[Any] = [len(queues), len(items), *queues]
+        record, index_name = self.records.record, self._index_name
         for env, payload, mapping in items:
-            keys += (
-                self.records.record(env.id),
-                self.records.index_name(mapping.get("task_name", env.task)),
-            )
+            priority = clamp_priority(env.priority)
+            keys += (record(env.id), index_name(mapping.get("task_name", env.task)))
             args += (
                 env.id,
                 payload,
-                meta(env),
-                clamp_priority(env.priority),
+                meta_text(priority, env.queue, env.task),
+                priority,
                 "" if env.eta is None else ms(env.eta),
                 index[env.queue],
                 mapping.get("status", "new"),
@@ -86,6 +88,34 @@ class Protocol:
                 *flat(mapping),
             )
         return "ENQUEUE", keys, args
+
+    def _enqueue_keys(self, queues: tuple[str, ...]) -> tuple[str, ...]:
+        """ENQUEUE's keys before the per-item ones; the same for every call on `queues`."""
+        found = self._cache.get(queues)
+        if found is None:
+            for q in queues:
+                check_queue(q)
+            found = (self.keys.msg, self.keys.meta, self.keys.seq, self.keys.queues)
+            found += tuple(self.records.indexes())
+            for q in queues:
+                found += (self.keys.ready(q), self.keys.delayed(q), self.keys.wake(q))
+            if len(self._cache) < _CACHE_LIMIT:
+                self._cache[queues] = found
+        return found
+
+    def _index_name(self, task_name: str) -> str:
+        found = self._cache.get(task_name)
+        if found is None:
+            found = self.records.index_name(task_name)
+            if len(self._cache) < _CACHE_LIMIT:
+                self._cache[task_name] = found
+        return found
+
+    @cached_property
+    def _cache(self) -> dict[Any, Any]:
+        # Keys by queue tuple and by task name: a handful per app (capped for apps that make
+        # queue names up per task).
+        return {}
 
     # -- claim ------------------------------------------------------------------------------
     def claim(
