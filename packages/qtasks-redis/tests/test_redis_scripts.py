@@ -26,6 +26,7 @@ KEY_VARIABLES = {
     "ready",
     "delayed",
     "seq_key",
+    "recov",
 }
 NO_KEY_COMMANDS = {"TIME", "PUBLISH"}
 # `redis.call('CMD', key, ...)`, and ENQUEUE's `many('CMD', key, list)` (sliced calls).
@@ -157,3 +158,36 @@ def test_a_mixed_bulk_enqueue_files_each_task_and_a_resend_is_a_no_op(
     again = broker.protocol.enqueue([(e, b"{}", {"status": "new"}) for e in envs])
     assert broker._call(again)() == [0, 0, 0, 0, 0]
     assert {k: admin.dump(k) for k in admin.keys("QueueTasks:*")} == before
+
+
+def test_each_status_change_leaves_a_record_in_exactly_its_own_status_index(
+    app: Any, redis_url: str
+) -> None:
+    """Writes that read the record's old status remove the id from that index only; a record
+    whose status is unknown to them is swept from every other index."""
+    broker, storage = app.broker, app.broker.storage
+    admin = redis.Redis.from_url(redis_url)
+    statuses = ("new", "process", "success", "error", "cancel", "retry")
+
+    def holding(task_id: str) -> list[str]:
+        return [s for s in statuses if admin.zscore(f"QueueTasks:idx:status:{s}", task_id)]
+
+    env = broker.make_envelope("t")
+    broker.add_many([env])
+    assert holding(env.id) == ["new"]
+    (delivery,) = broker.claim("w", 1, 0.1, ["default"])
+    storage.update(name=env.id, mapping={"status": "process"})  # old status read, one ZREM
+    assert holding(env.id) == ["process"]
+    model = storage.get(env.id).evolve(status="success")
+    assert broker.remove_finished_task(delivery, model)  # FINISH: the same
+    assert holding(env.id) == ["success"]
+    assert admin.zscore("QueueTasks:idx:all", env.id) is not None
+
+    # A record whose status no index knows (written by hand): the next write sweeps them all.
+    other = broker.make_envelope("t")
+    broker.add_many([other])
+    for s in ("error", "cancel"):
+        admin.zadd(f"QueueTasks:idx:status:{s}", {other.id: 1})
+    admin.hset(f"QueueTasks:task:{other.id}", "status", "odd")
+    storage.update(name=other.id, mapping={"status": "process"})
+    assert holding(other.id) == ["process"]

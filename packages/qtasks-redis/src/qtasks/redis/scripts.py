@@ -49,6 +49,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- One clock read for a whole call: now (ms) and the live score base (LIVE + us).
+local function clock()
+  local t = redis.call('TIME')
+  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  return math.floor(us / 1000), LIVE + us
+end
+
 -- Seconds, as records store timestamps.
 local function stamp(ms)
   return string.format('%.3f', ms / 1000)
@@ -78,12 +85,13 @@ local function drop_spent(n)
   for i = #KEYS - n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 end
 
--- Forget a task's queue state (not its queue entry, not its record).
-local function forget(id)
+-- Forget a task's queue state (not its queue entry, not its record). `lapsed`: false when
+-- the caller just read that the task never lapsed (its crash count is absent).
+local function forget(id, lapsed)
   redis.call('ZREM', KEYS[1], id)
   for i = 2, 4 do redis.call('HDEL', KEYS[i], id) end
   -- The crash count and start mark exist only for a task that lapsed before (see REAP).
-  if redis.call('HDEL', KEYS[5], id) == 1 then
+  if lapsed ~= false and redis.call('HDEL', KEYS[5], id) == 1 then
     redis.call('HDEL', KEYS[5], 'c:' .. id, 's:' .. id)
   end
   redis.call('HDEL', KEYS[6], id)
@@ -107,13 +115,33 @@ local function field_of(from, n, name)
   return nil
 end
 
--- Index a record under KEYS[I] (idx:all) and KEYS[I+1..I+6] (per status).
-local function index_record(I, name_key, id, status, score)
+-- A worker's final write: the record becomes exactly ARGV[from .. from + 2n - 1], except that
+-- the recoveries are Redis's to count (in `recov`; the worker builds its record from the
+-- envelope). Only after a script's first write (`allow_oom`): the record is deleted before
+-- it is written. -> the record's status before the write, and whether the task ever lapsed.
+local function write_record(rec, recov, id, from, n)
+  local old = redis.call('HGET', rec, 'status')
+  redis.call('DEL', rec)
+  if n > 0 then redis.call('HSET', rec, unpack(ARGV, from, from + 2 * n - 1)) end
+  local count = redis.call('HGET', recov, id)
+  local recoveries = tonumber(count or '0') or 0
+  if recoveries > (tonumber(field_of(from, n, 'recoveries') or '0') or 0) then
+    redis.call('HSET', rec, 'recoveries', recoveries)
+  end
+  return old, count ~= false
+end
+
+-- Index a record under KEYS[I] (idx:all) and KEYS[I+1..I+6] (per status). `old`: the
+-- record's status before this write, when the script read it. Every write keeps a record in
+-- its own status index only (entries of expired records carry their expiry as score and are
+-- pruned by it), so only `old`'s index can hold the id; without `old` all five are swept.
+local function index_record(I, name_key, id, status, score, old)
+  local sweep = not (old == 'new' or old == 'process' or FINAL[old])
   redis.call('ZADD', KEYS[I], score, id)
   for i, s in ipairs(STATUSES) do
     if s == status then
       redis.call('ZADD', KEYS[I + i], score, id)
-    else
+    elseif sweep or s == old then
       redis.call('ZREM', KEYS[I + i], id)
     end
   end
@@ -121,9 +149,10 @@ local function index_record(I, name_key, id, status, score)
 end
 
 -- After a record write: a final record gets its TTL and wakes its result waiters; an unfinished
--- one lives as long as its task.
-local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now)
-  local score = live_score()
+-- one lives as long as its task. `old` as for index_record; `live`: the live score when the
+-- caller read the clock already.
+local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now, old, live)
+  local score
   if FINAL[status] then
     if ttl_ms > 0 then
       redis.call('PEXPIRE', rec, ttl_ms)
@@ -141,8 +170,9 @@ local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now)
     end
   else
     redis.call('PERSIST', rec)
+    score = live or live_score()
   end
-  index_record(I, name_key, id, status, score)
+  index_record(I, name_key, id, status, score, old)
 end
 
 -- A dead-lettered task's record: status error with the reason (the worker's traceback, if it
@@ -205,11 +235,7 @@ for _ = 1, nq do
   redis.call('SADD', KEYS[4], ARGV[a])
   a = a + 1
 end
--- One clock read: LIVE + us, and ms from it.
-local t = redis.call('TIME')
-local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now = math.floor(us / 1000)
-local live = LIVE + us
+local now, live = clock()
 -- Pass 1: which items are new (a re-sent item is skipped), and their records. Writes to keys
 -- shared by the items are gathered and made once per key in pass 2: a bulk enqueue costs
 -- one command per item and key no more.
@@ -434,15 +460,9 @@ end
 allow_oom()
 drop_spent(tonumber(ARGV[6]))
 local now = now_ms()
-local recoveries = tonumber(redis.call('HGET', KEYS[5], id) or '0') or 0
-local nf = tonumber(ARGV[7])
-replace_hash(KEYS[16], 8, nf)
--- The worker builds its record from the envelope; the recoveries are Redis's to count.
-if recoveries > (tonumber(redis.call('HGET', KEYS[16], 'recoveries') or '0') or 0) then
-  redis.call('HSET', KEYS[16], 'recoveries', recoveries)
-end
-forget(id)
-settle_record(9, KEYS[16], KEYS[17], KEYS[18], id, ARGV[5], tonumber(ARGV[4]), now)
+local old, lapsed = write_record(KEYS[16], KEYS[5], id, 8, tonumber(ARGV[7]))
+forget(id, lapsed)
+settle_record(9, KEYS[16], KEYS[17], KEYS[18], id, ARGV[5], tonumber(ARGV[4]), now, old)
 count_finished(KEYS[8], KEYS[19], now)
 redis.call('SET', KEYS[7], '1', 'PX', MEMO_TTL)
 return 1
@@ -470,15 +490,9 @@ for i = 0, ni - 1 do
   if redis.call('HGET', KEYS[2], id) ~= ARGV[first - 4] .. '\\n' .. ARGV[first - 3] then
     if redis.call('EXISTS', KEYS[k]) == 1 then out[i + 1] = 2 else out[i + 1] = 0 end
   else
-    local recoveries = tonumber(redis.call('HGET', KEYS[5], id) or '0') or 0
-    -- The whole record is replaced (as replace_hash does): write first, then drop the rest.
-    replace_hash(rec, first, nf)
-    -- The worker builds its record from the envelope; the recoveries are Redis's to count.
-    if recoveries > (tonumber(redis.call('HGET', rec, 'recoveries') or '0') or 0) then
-      redis.call('HSET', rec, 'recoveries', recoveries)
-    end
-    forget(id)
-    settle_record(9, rec, done, name_key, id, ARGV[first - 2], ttl, now)
+    local old, lapsed = write_record(rec, KEYS[5], id, first, nf)
+    forget(id, lapsed)
+    settle_record(9, rec, done, name_key, id, ARGV[first - 2], ttl, now, old)
     redis.call('SET', KEYS[k], '1', 'PX', MEMO_TTL)
     written = written + 1
     out[i + 1] = 1
@@ -768,16 +782,17 @@ return 1
 #    update would make it unfinished (a worker that lost its lease, late).
 UPDATE = """
 local rec = KEYS[8]
-if redis.call('EXISTS', rec) == 0 then return 0 end
+-- Every record has a status: none means no record.
+local current = redis.call('HGET', rec, 'status')
+if not current then return 0 end
 -- Workers update records (status `process`) while draining during OOM, like their other writes.
 allow_oom()
 local nf = tonumber(ARGV[3])
 local status = field_of(4, nf, 'status')
-local current = redis.call('HGET', rec, 'status')
-if status and current and FINAL[current] and not FINAL[status] then return -1 end
+if status and FINAL[current] and not FINAL[status] then return -1 end
 redis.call('HSET', rec, unpack(ARGV, 4, 3 + 2 * nf))
 if status and status ~= current then
-  settle_record(1, rec, KEYS[9], false, ARGV[1], status, tonumber(ARGV[2]), now_ms())
+  settle_record(1, rec, KEYS[9], false, ARGV[1], status, tonumber(ARGV[2]), now_ms(), current)
 end
 return 1
 """
@@ -790,7 +805,7 @@ return 1
 UPDATE_MANY = """
 local ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 allow_oom()
-local now = now_ms()
+local now, live = clock()
 local out = {}
 local a = 3
 for i = 0, n - 1 do
@@ -798,17 +813,17 @@ for i = 0, n - 1 do
   local first = a + 2
   a = first + 2 * nf
   local rec, done = KEYS[8 + 2 * i], KEYS[9 + 2 * i]
-  if redis.call('EXISTS', rec) == 0 then
+  local current = redis.call('HGET', rec, 'status')
+  if not current then
     out[i + 1] = 0
   else
     local status = field_of(first, nf, 'status')
-    local current = redis.call('HGET', rec, 'status')
-    if status and current and FINAL[current] and not FINAL[status] then
+    if status and FINAL[current] and not FINAL[status] then
       out[i + 1] = -1
     else
       if nf > 0 then redis.call('HSET', rec, unpack(ARGV, first, a - 1)) end
       if status and status ~= current then
-        settle_record(1, rec, done, false, id, status, ttl, now)
+        settle_record(1, rec, done, false, id, status, ttl, now, current, live + i)
       end
       out[i + 1] = 1
     end
