@@ -10,6 +10,7 @@ run by different drivers, and a sync component can never silently drop a corouti
 from __future__ import annotations
 
 import inspect
+from asyncio import Future, Task
 from collections.abc import Callable, Generator
 from types import CoroutineType
 from typing import Any, TypeVar
@@ -22,9 +23,10 @@ Flow = Generator[Step, Any, T]
 def _awaitable(value: Any) -> bool:
     """`inspect.isawaitable`, with the common answers first: a step returns a coroutine or a
     plain value (None, a reply) far more often than anything else, and the general test goes
-    through the `Awaitable` ABC, a few hundred ns on every step of every task."""
+    through the `Awaitable` ABC, a few hundred ns on every step of every task. Futures (the
+    write-behind batcher's replies) and tasks are awaitable too."""
     kind = type(value)
-    if kind is CoroutineType:
+    if kind is CoroutineType or kind is Future or kind is Task:
         return True
     if value is None or kind in (list, dict, int, str, bytes, bool, tuple):
         return False

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from qtasks._drive import Flow, run_async, run_sync
 from qtasks.contexts import Context, current_context
 from qtasks.exc import SerializationError, TaskPluginTriggerError
+from qtasks.executors.invoke import invoke_async, invoke_sync
 from qtasks.plugins.manager import PluginHost
 from qtasks.schemas.envelope import dumps
 
@@ -103,7 +104,7 @@ class BaseTaskExecutor:
             yield middleware(self)  # a middleware instance is called; it may mutate `self`
 
     def _before_flow(self) -> Flow[None]:
-        if self.plugins.wants("task_executor_args_replace"):
+        if self.plugins.wants_for("task_executor_args_replace", self.task_func):
             out = yield from self.plugins.executor(
                 "task_executor_args_replace",
                 task_executor=self,
@@ -196,7 +197,7 @@ class BaseTaskExecutor:
             return result
         finally:
             current_context.reset(token)
-            if self.plugins.wants("task_executor_task_close"):
+            if self.plugins.wants_for("task_executor_task_close", self.task_func):
                 yield from self.plugins.executor(
                     "task_executor_task_close",
                     task_executor=self,
@@ -210,8 +211,6 @@ class SyncTaskExecutor(BaseTaskExecutor):
         return run_sync(self._execute_flow(decode))
 
     def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        from qtasks.executors.invoke import invoke_sync
-
         return invoke_sync(self.task_func, args, kwargs, self.on_cancellable)
 
 
@@ -222,7 +221,5 @@ class AsyncTaskExecutor(BaseTaskExecutor):
         return await run_async(self._execute_flow(decode))
 
     async def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        from qtasks.executors.invoke import invoke_async
-
         pool = getattr(self.worker, "thread_pool", None)
         return await invoke_async(self.task_func, args, kwargs, pool)

@@ -77,10 +77,7 @@ def invoke_sync(
                 coro = _collect_async(func(*args, **kwargs), task.generate_handler)
             else:
                 coro = func(*args, **kwargs)
-            try:
-                return await asyncio.wait_for(coro, task.max_time)
-            except asyncio.TimeoutError:
-                raise _timeout_error(task) from None
+            return await _within(coro, task)
 
         loop = _thread_loop()
         running = loop.create_task(run())
@@ -133,6 +130,15 @@ async def invoke_async(
                 return await _collect_async(iter(await future), handler)
 
             coro = handled()
+    return await _within(coro, task)
+
+
+async def _within(coro: Any, task: TaskExecSchema) -> Any:
+    """`coro` within the task's `max_time`. Without one it is awaited in the calling task:
+    Python 3.10 and 3.11's `wait_for` wraps even an unbounded await in a task of its own, one
+    more task and loop turn per execution."""
+    if task.max_time is None:
+        return await coro
     try:
         return await asyncio.wait_for(coro, task.max_time)
     except asyncio.TimeoutError:

@@ -199,6 +199,17 @@ class PluginHost:
         impls = self._impls.get(name)
         return bool(impls if impls is not None else self.implementations(name))
 
+    def wants_for(self, name: str, task_func: Any) -> bool:
+        """`wants`, for an executor trigger fired for one task: False when every
+        implementation's plugin declares with `applies_to(task_func)` that it has nothing to do
+        for this task (the built-in state and depends plugins, for tasks without them), so the
+        trigger's arguments are not even built."""
+        for impl in self.implementations(name):
+            applies = getattr(impl.plugin, "applies_to", None)
+            if applies is None or applies(task_func):
+                return True
+        return False
+
     def flow(self, name: str, kwargs: dict[str, Any]) -> Flow[dict[str, Any]]:
         """Run trigger `name` as a chain; returns `kwargs` with the replaced keys."""
         impls = self.implementations(name)

@@ -147,6 +147,10 @@ def _reject_constant(name: str) -> Any:
     raise DecodeError(f"non-standard JSON constant {name}", "decode_error")
 
 
+# Built once: `json.loads` with a keyword argument builds a decoder per call.
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
     value = obj.get(key, default)
     if value is default:
@@ -164,7 +168,7 @@ def decode(data: bytes | str, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
         raise DecodeError(f"payload of {len(data)} bytes over the cap", "oversized")
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _decoder.decode(text)
     except DecodeError:
         raise
     except RecursionError:

@@ -18,6 +18,10 @@ from qtasks.schemas.envelope import Envelope, dumps
 if TYPE_CHECKING:
     from qtasks.apps.base import BaseQueueTasks
 
+# Status values as plain constants: an enum member's `.value` is a property lookup per
+# access, on every task.
+_NEW = TaskStatusEnum.NEW.value
+
 
 def utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
@@ -57,6 +61,9 @@ class Task:
     _app: BaseQueueTasks | None = field(default=None, repr=False)
     _returning_json: str | None = field(default=None, repr=False)
     """`returning` already encoded (by the executor), so the final write does not encode twice."""
+    _id_text: tuple[UUID, str] | None = field(default=None, repr=False)
+    """`(uuid, its text)` when the record was made from an envelope's id: formatting a UUID
+    costs about a microsecond per record write. Used only while `uuid` is that object."""
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: extras read as attributes, as in qtasks 1.7.
@@ -126,16 +133,15 @@ FIELD_NAMES = frozenset(f.name for f in fields(Task) if not f.name.startswith("_
 _FIELDS = frozenset(f.name for f in fields(Task))
 
 
-def to_mapping(task: Task, uuid_text: str | None = None) -> dict[str, str]:
+def to_mapping(task: Task) -> dict[str, str]:
     """A record as a flat string mapping. None fields are left out, and so are empty `args`
     and `kwargs` and a zero `attempt` and `recoveries`, which `from_mapping` reads back as
     those defaults: most records are of first runs of tasks without arguments, and each field
-    costs Redis a listpack entry on every write. `uuid_text`: the task's id as text when the
-    caller has it (formatting a UUID is a hot-path cost)."""
+    costs Redis a listpack entry on every write."""
     fields = task.__dict__  # one dict lookup per field instead of an attribute walk
     out: dict[str, str] = {
         "status": str(fields["status"]),
-        "uuid": uuid_text or str(fields["uuid"]),
+        "uuid": id_text(task),
         "priority": str(fields["priority"]),
         "task_name": fields["task_name"],
     }
@@ -164,6 +170,14 @@ def to_mapping(task: Task, uuid_text: str | None = None) -> dict[str, str]:
         if value is not None:
             out[name] = str(value)
     return out
+
+
+def id_text(task: Task) -> str:
+    """`str(task.uuid)`, from the text it was made from when that is known."""
+    known = task._id_text
+    if known is not None and known[0] is task.uuid:
+        return known[1]
+    return str(task.uuid)
 
 
 def from_mapping(mapping: dict[str, str], app: BaseQueueTasks | None = None) -> Task:
@@ -217,9 +231,10 @@ def from_mapping(mapping: dict[str, str], app: BaseQueueTasks | None = None) -> 
 def new_record(envelope: Envelope) -> Task:
     """The `new` record written beside a freshly enqueued envelope."""
     created = utc(envelope.created_at) or datetime.now(timezone.utc)
+    uuid = envelope.made_uuid or UUID(envelope.id)
     return Task(
-        status=TaskStatusEnum.NEW.value,
-        uuid=envelope.made_uuid or UUID(envelope.id),
+        status=_NEW,
+        uuid=uuid,
         priority=envelope.priority,
         task_name=envelope.task,
         args=tuple(envelope.args),
@@ -232,4 +247,5 @@ def new_record(envelope: Envelope) -> Task:
         retry=envelope.retry,
         retry_parent_uuid=envelope.parent,
         extra=dict(envelope.extra),
+        _id_text=(uuid, envelope.id),
     )

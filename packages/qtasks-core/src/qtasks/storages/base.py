@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from qtasks._drive import Flow, run_async, run_sync
 from qtasks.base.component import Component
-from qtasks.schemas.task import Task, from_mapping, to_mapping
+from qtasks.schemas.task import Task, from_mapping, id_text, to_mapping
 
 if TYPE_CHECKING:
     from qtasks.configs.base import BaseGlobalConfig
@@ -132,7 +132,7 @@ class BaseStorage(Component):
             fields["started_at"] = repr(task.started_at.timestamp())
         if task.worker is not None:
             fields["worker"] = task.worker
-        return (yield from self._update_begin(str(task.uuid), fields))
+        return (yield from self._update_begin(id_text(task), fields))
 
     def _update_begin(self, uuid: str, fields: dict[str, str]) -> Flow[Any]:
         """Start `_update`; by default it is done here and the handle is None. A storage that

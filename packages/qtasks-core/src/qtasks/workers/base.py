@@ -38,6 +38,13 @@ if TYPE_CHECKING:
 
 TRACEBACK_LIMIT = 16 * 1024
 
+# Status values as plain constants: an enum member's `.value` is a property lookup per
+# access, on every task.
+_PROCESS = TaskStatusEnum.PROCESS.value
+_SUCCESS = TaskStatusEnum.SUCCESS.value
+_CANCEL = TaskStatusEnum.CANCEL.value
+_ERROR = TaskStatusEnum.ERROR.value
+
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
@@ -292,7 +299,7 @@ class BaseWorker(Component):
             task_func, env = out["task_func"], out["task_broker"]
         started = _now()
         model = self._record(
-            env, status=TaskStatusEnum.PROCESS.value, started_at=started, updated_at=started
+            env, status=_PROCESS, started_at=started, updated_at=started
         )
         if plugins.wants("worker_execute_before"):
             model = (
@@ -328,7 +335,7 @@ class BaseWorker(Component):
             result = yield partial(self._execute, executor, running)
             finished = _now()
             model = model.evolve(
-                status=TaskStatusEnum.SUCCESS.value,
+                status=_SUCCESS,
                 returning=result,
                 _returning_json=executor.result_json,
                 finished_at=finished,
@@ -337,7 +344,7 @@ class BaseWorker(Component):
         except TaskCancelError as exc:
             finished = _now()
             model = model.evolve(
-                status=TaskStatusEnum.CANCEL.value,
+                status=_CANCEL,
                 cancel_reason=str(exc),
                 finished_at=finished,
                 updated_at=finished,
@@ -346,7 +353,7 @@ class BaseWorker(Component):
             error = exc
             finished = _now()
             model = model.evolve(
-                status=TaskStatusEnum.ERROR.value,
+                status=_ERROR,
                 traceback=format_error(exc),
                 finished_at=finished,
                 updated_at=finished,

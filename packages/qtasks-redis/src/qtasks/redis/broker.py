@@ -45,11 +45,6 @@ WOKEN_CLAIM_FALLBACK: tuple[type[BaseException], ...] = (*TRANSIENT, NoScriptErr
 """Failures of a BLPOP + CLAIM pair after which the claim is sent alone."""
 
 
-def _mapping(env: Envelope, record: Task) -> dict[str, str]:
-    # The record of a made envelope has the envelope's UUID object: its text is the envelope id.
-    return to_mapping(record, env.id if record.uuid is env.made_uuid else None)
-
-
 class _RedisBroker(BrokerAdmin, BaseBroker):
     """The Redis broker (see the package README for the guarantees and the key schema)."""
 
@@ -157,7 +152,7 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
             return []
 
         def call(chunk: list[tuple[Envelope, bytes, Task]]) -> Call:
-            return self.protocol.enqueue([(e, data, _mapping(e, task)) for e, data, task in chunk])
+            return self.protocol.enqueue([(e, data, to_mapping(task)) for e, data, task in chunk])
 
         if len(items) <= STREAM_CHUNK:
             reply = yield from guarded(self._step_flow(self._call(call(items))), "enqueue")

@@ -108,6 +108,13 @@ def _close(owner: Any) -> Any:
 
 
 class DependsPlugin:
+    @staticmethod
+    def applies_to(task_func: Any) -> bool:
+        """Only tasks with `Depends` parameters (see `PluginHost.wants_for`); the worker-,
+        broker- and app-scoped values they open are closed by the stop triggers, which fire
+        whatever this says."""
+        return bool(task_func.depends)
+
     @hookimpl
     def task_executor_args_replace(self, task_executor: Any, kw: dict[str, Any]) -> Any:
         depends = task_executor.task_func.depends

@@ -56,6 +56,11 @@ AsyncState = State
 class StatePlugin:
     """Injects `State` subclasses into the parameters annotated with them."""
 
+    @staticmethod
+    def applies_to(task_func: Any) -> bool:
+        """Only tasks with `State` parameters (see `PluginHost.wants_for`)."""
+        return bool(task_func.states)
+
     @hookimpl
     def task_executor_args_replace(self, task_executor: Any, kw: dict[str, Any]) -> Any:
         states = task_executor.task_func.states
