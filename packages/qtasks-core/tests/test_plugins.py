@@ -254,3 +254,42 @@ def test_typed_trigger_families_match_the_hookspecs() -> None:
         declared.setdefault(family, set()).add(name)
     typed = {family: set(get_args(alias)) for family, alias in FAMILIES.items()}
     assert {k: v for k, v in typed.items() if v} == declared
+
+
+def test_executor_triggers_skip_plugins_that_do_not_apply_to_the_task() -> None:
+    """`applies_to(task_func)` on a plugin: an executor trigger whose implementations all
+    decline a task is not fired for it; a plugin without `applies_to` is always asked."""
+    app = make_app("plug-applies")
+    seen: list[tuple[str, str]] = []
+
+    class OnlyTagged:
+        @staticmethod
+        def applies_to(task_func: Any) -> bool:
+            return task_func.name.startswith("tagged")
+
+        @hookimpl
+        def task_executor_args_replace(self, task_executor: Any) -> None:
+            seen.append(("tagged-only", task_executor.task_func.name))
+
+    class Everywhere:
+        @hookimpl
+        def task_executor_task_close(self, task_executor: Any) -> None:
+            seen.append(("close", task_executor.task_func.name))
+
+    app.add_plugin(OnlyTagged(), component="worker")
+    app.add_plugin(Everywhere(), component="worker")
+
+    @app.task(name="tagged_one")
+    def tagged_one() -> int:
+        return 1
+
+    @app.task(name="plain")
+    def plain() -> int:
+        return 2
+
+    with app:
+        assert app.add_task("tagged_one", timeout=5).returning == 1  # type: ignore[union-attr]
+        assert app.add_task("plain", timeout=5).returning == 2  # type: ignore[union-attr]
+    assert ("tagged-only", "tagged_one") in seen and ("tagged-only", "plain") not in seen
+    assert ("close", "tagged_one") in seen and ("close", "plain") in seen
+    assert not app.plugins.wants_for("task_executor_args_replace", app.tasks["plain"])
