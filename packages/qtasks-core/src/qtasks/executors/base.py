@@ -94,12 +94,13 @@ class BaseTaskExecutor:
             middlewares = [*getattr(self.worker, f"task_middlewares_{position}", []), *middlewares]
         if not middlewares:
             return
-        yield from self.plugins.executor(
-            "task_executor_middlewares_execute",
-            task_executor=self,
-            middlewares=middlewares,
-            position=position,
-        )
+        if self.plugins.wants_for("task_executor_middlewares_execute", self.task_func):
+            yield from self.plugins.executor(
+                "task_executor_middlewares_execute",
+                task_executor=self,
+                middlewares=middlewares,
+                position=position,
+            )
         for middleware in middlewares:
             yield middleware(self)  # a middleware instance is called; it may mutate `self`
 
@@ -116,7 +117,7 @@ class BaseTaskExecutor:
         if self.task_func.echo:
             handle = None if self.app is None else self.app.handles.get(self.task_func.name)
             self.args = [handle, *self.args]
-        if self.plugins.wants("task_executor_before_execute"):
+        if self.plugins.wants_for("task_executor_before_execute", self.task_func):
             yield from self.plugins.executor("task_executor_before_execute", task_executor=self)
 
     def _run_flow(self) -> Flow[Any]:
@@ -135,13 +136,13 @@ class BaseTaskExecutor:
                 raise
             return out["result"]
         if self.task_func.generating:
-            if not self.plugins.wants("task_executor_run_task_gen"):
+            if not self.plugins.wants_for("task_executor_run_task_gen", self.task_func):
                 return result
             out = yield from self.plugins.executor(
                 "task_executor_run_task_gen", task_executor=self, results=result
             )
             return out["results"]
-        if not self.plugins.wants("task_executor_run_task"):
+        if not self.plugins.wants_for("task_executor_run_task", self.task_func):
             return result
         out = yield from self.plugins.executor(
             "task_executor_run_task", task_executor=self, result=result
@@ -162,7 +163,7 @@ class BaseTaskExecutor:
                     f"decode of task {self.task_func.name!r} returned "
                     f"{type(text).__name__}, not JSON text"
                 )
-        if self.plugins.wants("task_executor_decode"):
+        if self.plugins.wants_for("task_executor_decode", self.task_func):
             out = yield from self.plugins.executor(
                 "task_executor_decode", task_executor=self, result=text
             )
@@ -181,9 +182,9 @@ class BaseTaskExecutor:
             yield from self._before_flow()
             result = yield from self._run_flow()
             plugins = self.plugins
-            if plugins.wants("task_executor_after_execute"):
+            if plugins.wants_for("task_executor_after_execute", self.task_func):
                 yield from plugins.executor("task_executor_after_execute", task_executor=self)
-            if plugins.wants("task_executor_after_execute_result_replace"):
+            if plugins.wants_for("task_executor_after_execute_result_replace", self.task_func):
                 result = (
                     yield from plugins.executor(
                         "task_executor_after_execute_result_replace",
