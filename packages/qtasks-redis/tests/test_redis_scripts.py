@@ -12,6 +12,7 @@ from redis_test_support import sync_app, wait_for
 
 from qtasks.redis.keys import PRIORITY_LIMIT
 from qtasks.redis.scripts import SOURCES
+from qtasks.schemas.task import to_mapping
 
 # Variables that the scripts fill from KEYS (or pass on from KEYS as function parameters).
 KEY_VARIABLES = {
@@ -29,8 +30,9 @@ KEY_VARIABLES = {
     "recov",
 }
 NO_KEY_COMMANDS = {"TIME", "PUBLISH"}
-# `redis.call('CMD', key, ...)`, and ENQUEUE's `many('CMD', key, list)` (sliced calls).
-CALL = re.compile(r"(?:redis\.call|many)\('(\w+)'(?:,\s*([^,)]+))?")
+# `redis.call('CMD', key, ...)`, ENQUEUE's `many('CMD', key, list)` (sliced calls) and
+# gathered writes, `g:add('CMD', key, ...)`.
+CALL = re.compile(r"(?:redis\.call|many|\w+:add)\('(\w+)'(?:,\s*([^,)]+))?")
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
@@ -191,3 +193,27 @@ def test_each_status_change_leaves_a_record_in_exactly_its_own_status_index(
     admin.hset(f"QueueTasks:task:{other.id}", "status", "odd")
     storage.update(name=other.id, mapping={"status": "process"})
     assert holding(other.id) == ["process"]
+
+
+def test_an_id_queued_twice_is_claimed_once_and_finished_once_per_call(
+    app: Any, redis_url: str
+) -> None:
+    """CLAIM and FINISH_MANY send their shared writes once per key at the end of the call
+    (`gather`); an id met twice in one call must still be leased and written once."""
+    broker = app.broker
+    admin = redis.Redis.from_url(redis_url)
+    env = broker.make_envelope("t")
+    broker.add_many([env])
+    # The same id also in a second queue (a duplicate entry, as a foreign writer could make).
+    admin.zadd(broker.keys.ready("other"), {env.id: 2**40})  # after the original
+    deliveries = broker.claim("w", 10, 0.1, ["default", "other"])
+    assert [d.envelope.id for d in deliveries] == [env.id]
+    assert admin.zcard(broker.keys.ready("default")) == admin.zcard(broker.keys.ready("other")) == 0
+    (delivery,) = deliveries
+    model = broker.storage.get(env.id).evolve(status="success")
+    call = broker.protocol.finish_many(
+        [(delivery, to_mapping(model)), (delivery, to_mapping(model))], 60_000, []
+    )
+    assert broker._call(call)() == [1, 2]  # the second is the same lease: already written
+    assert admin.zcard("QueueTasks:lease") == 0 and admin.hlen("QueueTasks:owner") == 0
+    assert broker.storage.get(env.id).status == "success"

@@ -85,6 +85,39 @@ local function drop_spent(n)
   for i = #KEYS - n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 end
 
+-- Writes gathered per command and key, and sent by g:flush() as one command each (in slices:
+-- Lua's unpack limit): a batch script then costs a command per key rather than per item. Only
+-- for writes whose order among themselves does not matter, to keys the script does not read
+-- again before the flush.
+local function gather()
+  local lists, order, g = {}, {}, {}
+  function g:add(cmd, key, a, b)
+    -- Tables by command, then key: joining the two into one tag would build a string per add.
+    local by_key = lists[cmd]
+    if not by_key then
+      by_key = {}
+      lists[cmd] = by_key
+    end
+    local list = by_key[key]
+    if not list then
+      list = {}
+      by_key[key] = list
+      order[#order + 1] = {cmd, key, list}
+    end
+    list[#list + 1] = a
+    if b ~= nil then list[#list + 1] = b end
+  end
+  function g:flush()
+    for _, o in ipairs(order) do
+      local list = o[3]
+      for j = 1, #list, 2000 do
+        redis.call(o[1], o[2], unpack(list, j, math.min(j + 1999, #list)))
+      end
+    end
+  end
+  return g
+end
+
 -- Forget a task's queue state (not its queue entry, not its record). `lapsed`: false when
 -- the caller just read that the task never lapsed (its crash count is absent).
 local function forget(id, lapsed)
@@ -148,10 +181,23 @@ local function index_record(I, name_key, id, status, score, old)
   if name_key then redis.call('ZADD', name_key, score, id) end
 end
 
+-- index_record's writes gathered in `g`, for a record whose old status the script read.
+local function index_gathered(g, I, name_key, id, status, score, old)
+  g:add('ZADD', KEYS[I], score, id)
+  for i, s in ipairs(STATUSES) do
+    if s == status then
+      g:add('ZADD', KEYS[I + i], score, id)
+    elseif s == old then
+      g:add('ZREM', KEYS[I + i], id)
+    end
+  end
+  if name_key then g:add('ZADD', name_key, score, id) end
+end
+
 -- After a record write: a final record gets its TTL and wakes its result waiters; an unfinished
--- one lives as long as its task. `old` as for index_record; `live`: the live score when the
--- caller read the clock already.
-local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now, old, live)
+-- one lives as long as its task. `live`: the live score when the caller read the clock
+-- already. -> the record's index score.
+local function settle_ttl(rec, done, status, ttl_ms, now, live)
   local score
   if FINAL[status] then
     if ttl_ms > 0 then
@@ -172,7 +218,12 @@ local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now, ol
     redis.call('PERSIST', rec)
     score = live or live_score()
   end
-  index_record(I, name_key, id, status, score, old)
+  return score
+end
+
+-- settle_ttl, then index_record (`old` as there).
+local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now, old, live)
+  index_record(I, name_key, id, status, settle_ttl(rec, done, status, ttl_ms, now, live), old)
 end
 
 -- A dead-lettered task's record: status error with the reason (the worker's traceback, if it
@@ -329,28 +380,57 @@ local claim_id, max_bytes, nq = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = now_ms()
 local out = {now, -1}
 
-local function add(id, token, q)
-  local kind, data = 'ok', ''
-  local size = redis.call('HSTRLEN', KEYS[3], id)
-  if size > max_bytes then
-    kind, data = 'oversized', string.sub(redis.call('HGET', KEYS[3], id), 1, 1024)
-  elseif size > 0 then
-    data = redis.call('HGET', KEYS[3], id)
-  elseif redis.call('HEXISTS', KEYS[3], id) == 0 then
-    kind = 'missing'
+-- `HMGET key ids...` in slices (Lua's unpack limit), as one list.
+local function hmget(key, ids)
+  local values = {}
+  for j = 1, #ids, 1000 do
+    for _, v in ipairs(redis.call('HMGET', key, unpack(ids, j, math.min(j + 999, #ids)))) do
+      values[#values + 1] = v
+    end
   end
-  local lapses = tonumber(redis.call('HGET', KEYS[5], id) or '0') or 0
-  for _, v in ipairs({id, token, q, kind, data, lapses}) do out[#out + 1] = v end
+  return values
+end
+
+-- The reply entries of the claimed {id, token, q}: the payloads of all of them in one HMGET
+-- and their crash counts in another (an oversized payload is not sent: its first KiB is).
+local function add_all(claimed)
+  if #claimed == 0 then return end
+  local ids, fetch, slot, kinds, data = {}, {}, {}, {}, {}
+  for n, c in ipairs(claimed) do
+    local id = c[1]
+    ids[n], kinds[n], data[n] = id, 'ok', ''
+    local size = redis.call('HSTRLEN', KEYS[3], id)
+    if size > max_bytes then
+      kinds[n], data[n] = 'oversized', string.sub(redis.call('HGET', KEYS[3], id), 1, 1024)
+    elseif size > 0 then
+      fetch[#fetch + 1] = id
+      slot[n] = #fetch
+    elseif redis.call('HEXISTS', KEYS[3], id) == 0 then
+      kinds[n] = 'missing'
+    end
+  end
+  local payloads = #fetch > 0 and hmget(KEYS[3], fetch) or {}
+  local lapses = hmget(KEYS[5], ids)
+  for n, c in ipairs(claimed) do
+    out[#out + 1] = c[1]
+    out[#out + 1] = c[2]
+    out[#out + 1] = c[3]
+    out[#out + 1] = kinds[n]
+    out[#out + 1] = slot[n] and payloads[slot[n]] or data[n]
+    out[#out + 1] = tonumber(lapses[n] or '0') or 0
+  end
 end
 
 -- A re-sent claim (lost reply, client retry) returns what the first one claimed.
 local memo = redis.call('GET', KEYS[8])
 if memo then
+  local claimed = {}
   for id, token, q in string.gmatch(memo, '([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n') do
     if redis.call('HGET', KEYS[2], id) == worker .. '\\n' .. token then
-      add(id, token, tonumber(q))
+      claimed[#claimed + 1] = {id, token, tonumber(q)}
     end
   end
+  add_all(claimed)
   return out
 end
 
@@ -378,23 +458,28 @@ table.sort(cands, function(x, y)
 end)
 
 local deadline = now + lease_ms
-local n, memo_parts = 0, {}
+local n, memo_parts, claimed, taken = 0, {}, {}, {}
+-- The queue entries, leases and owners of the whole claim go out once per key (gather).
+local g = gather()
 for _, c in ipairs(cands) do
   if n >= limit then break end
   local id, q = c[2], c[3]
-  redis.call('ZREM', KEYS[9 + 3 * q], id)
+  g:add('ZREM', KEYS[9 + 3 * q], id)
   -- An id that is already leased (a duplicate entry) is dropped, never run twice.
-  if not redis.call('ZSCORE', KEYS[1], id) then
+  if not taken[id] and not redis.call('ZSCORE', KEYS[1], id) then
+    taken[id] = true
     n = n + 1
     local token = claim_id .. ':' .. n
-    redis.call('ZADD', KEYS[1], deadline, id)
-    redis.call('HSET', KEYS[2], id, worker .. '\\n' .. token)
-    add(id, token, q)
+    g:add('ZADD', KEYS[1], deadline, id)
+    g:add('HSET', KEYS[2], id, worker .. '\\n' .. token)
+    claimed[n] = {id, token, q}
     if not string.find(id, '\\n', 1, true) then
       memo_parts[#memo_parts + 1] = id .. '\\n' .. token .. '\\n' .. q .. '\\n'
     end
   end
 end
+g:flush()
+add_all(claimed)
 if n > 0 then
   redis.call('SET', KEYS[8], table.concat(memo_parts), 'PX', lease_ms)
 end
@@ -479,7 +564,9 @@ FINISH_MANY = """
 local ttl, ni = tonumber(ARGV[1]), tonumber(ARGV[3])
 allow_oom()
 local now = now_ms()
-local out, written = {}, 0
+local out, written, seen = {}, 0, {}
+-- The items' writes to shared keys (queue state, indexes) go out once per key at the end.
+local g = gather()
 local a = 4
 for i = 0, ni - 1 do
   local k = 16 + 4 * i
@@ -487,17 +574,31 @@ for i = 0, ni - 1 do
   local first = a + 5
   a = first + 2 * nf
   local rec, done, name_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  if redis.call('HGET', KEYS[2], id) ~= ARGV[first - 4] .. '\\n' .. ARGV[first - 3] then
+  if seen[id] then
+    out[i + 1] = 2  -- the same lease twice in one call: its queue state goes only at the end
+  elseif redis.call('HGET', KEYS[2], id) ~= ARGV[first - 4] .. '\\n' .. ARGV[first - 3] then
     if redis.call('EXISTS', KEYS[k]) == 1 then out[i + 1] = 2 else out[i + 1] = 0 end
   else
+    seen[id] = true
+    local status = ARGV[first - 2]
     local old, lapsed = write_record(rec, KEYS[5], id, first, nf)
-    forget(id, lapsed)
-    settle_record(9, rec, done, name_key, id, ARGV[first - 2], ttl, now, old)
+    -- What forget(id, lapsed) does, gathered.
+    g:add('ZREM', KEYS[1], id)
+    for j = 2, 4 do g:add('HDEL', KEYS[j], id) end
+    g:add('HDEL', KEYS[6], id)
+    if lapsed then redis.call('HDEL', KEYS[5], id, 'c:' .. id, 's:' .. id) end
+    local score = settle_ttl(rec, done, status, ttl, now)
+    if old == 'new' or old == 'process' or FINAL[old] then
+      index_gathered(g, 9, name_key, id, status, score, old)
+    else
+      index_record(9, name_key, id, status, score, old)
+    end
     redis.call('SET', KEYS[k], '1', 'PX', MEMO_TTL)
     written = written + 1
     out[i + 1] = 1
   end
 end
+g:flush()
 if written > 0 then
   count_finished(KEYS[7], KEYS[8], now, written)
   -- As FINISH: spent memos go only once a write passed its fence (a re-sent finish that finds
