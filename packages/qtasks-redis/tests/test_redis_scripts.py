@@ -30,9 +30,8 @@ KEY_VARIABLES = {
     "recov",
 }
 NO_KEY_COMMANDS = {"TIME", "PUBLISH"}
-# `redis.call('CMD', key, ...)`, ENQUEUE's `many('CMD', key, list)` (sliced calls) and
-# gathered writes, `g:add('CMD', key, ...)`.
-CALL = re.compile(r"(?:redis\.call|many|\w+:add)\('(\w+)'(?:,\s*([^,)]+))?")
+# `redis.call('CMD', key, ...)` and gathered writes, `g:add('CMD', key, ...)`.
+CALL = re.compile(r"(?:redis\.call|\w+:add)\('(\w+)'(?:,\s*([^,)]+))?")
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))

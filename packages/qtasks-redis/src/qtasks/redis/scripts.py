@@ -307,64 +307,41 @@ for i = 0, ni - 1 do
 end
 if #new_items == 0 then return created end
 
--- Pass 2. `many` sends a command with a long argument list in slices (Lua's unpack limit).
-local function many(cmd, key, list)
-  for j = 1, #list, 2000 do
-    redis.call(cmd, key, unpack(list, j, math.min(j + 1999, #list)))
-  end
-end
-local msgs, metas, all, by_status, by_name, names = {}, {}, {}, {}, {}, {}
-local ready_by_q, delayed_by_q = {}, {}
+-- Pass 2: the new tasks' writes to shared keys, one command per key (gather).
+local g = gather()
+local woken, pruned = {}, {}
 local seq = redis.call('INCRBY', KEYS[3], #new_items) - #new_items
 for n, item in ipairs(new_items) do
   local i, at = item[1], item[2]
   local id = ARGV[at]
   local priority, eta, q = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
-  local status = ARGV[at + 6]
-  msgs[#msgs + 1] = id
-  msgs[#msgs + 1] = ARGV[at + 1]
-  metas[#metas + 1] = id
-  metas[#metas + 1] = ARGV[at + 2]
+  g:add('HSET', KEYS[1], id, ARGV[at + 1])
+  g:add('HSET', KEYS[2], id, ARGV[at + 2])
   -- Ready-queue score: lower priority first, FIFO within a priority (seq wraps at 2^32).
-  local into, score = ready_by_q, priority * SPAN + ((seq + n) % SPAN)
-  if eta and eta > now then into, score = delayed_by_q, eta end
-  if not into[q] then into[q] = {} end
-  local list = into[q]
-  list[#list + 1] = score
-  list[#list + 1] = id
+  if eta and eta > now then
+    g:add('ZADD', KEYS[Q + 3 * q + 1], eta, id)
+  else
+    g:add('ZADD', KEYS[Q + 3 * q], priority * SPAN + ((seq + n) % SPAN), id)
+  end
+  woken[q] = true
   -- A new id: no other status index holds it (an old record with this id expired, and so
   -- did its index entries, which pruning drops), so only its own indexes are written.
   local live_at = live + i
-  all[#all + 1] = live_at
-  all[#all + 1] = id
-  by_status[status] = by_status[status] or {}
-  local st = by_status[status]
-  st[#st + 1] = live_at
-  st[#st + 1] = id
-  local name_key = KEYS[base + 2 * i + 1]
-  if not by_name[name_key] then
-    by_name[name_key] = {}
-    names[#names + 1] = name_key
+  g:add('ZADD', KEYS[5], live_at, id)
+  for s, name in ipairs(STATUSES) do
+    if name == ARGV[at + 6] then g:add('ZADD', KEYS[5 + s], live_at, id) end
   end
-  local nm = by_name[name_key]
-  nm[#nm + 1] = live_at
-  nm[#nm + 1] = id
+  local name_key = KEYS[base + 2 * i + 1]
+  if not pruned[name_key] then
+    pruned[name_key] = true
+    redis.call('ZREMRANGEBYSCORE', name_key, '-inf', now)
+  end
+  g:add('ZADD', name_key, live_at, id)
 end
-many('HSET', KEYS[1], msgs)
-many('HSET', KEYS[2], metas)
-for q, list in pairs(ready_by_q) do many('ZADD', KEYS[Q + 3 * q], list) end
-for q, list in pairs(delayed_by_q) do many('ZADD', KEYS[Q + 3 * q + 1], list) end
+g:flush()
 -- A delayed task wakes an idle worker too: it may be due before what the worker waits for.
 for q = 0, nq - 1 do
-  if ready_by_q[q] or delayed_by_q[q] then wake(KEYS[Q + 3 * q + 2]) end
-end
-many('ZADD', KEYS[5], all)
-for s, name in ipairs(STATUSES) do
-  if by_status[name] then many('ZADD', KEYS[5 + s], by_status[name]) end
-end
-for _, name_key in ipairs(names) do
-  redis.call('ZREMRANGEBYSCORE', name_key, '-inf', now)
-  many('ZADD', name_key, by_name[name_key])
+  if woken[q] then wake(KEYS[Q + 3 * q + 2]) end
 end
 return created
 """
