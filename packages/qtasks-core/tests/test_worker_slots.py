@@ -119,3 +119,27 @@ async def test_a_body_that_swallows_its_cancel_finishes_with_its_result(harness:
     done = await harness.call("wait", task.uuid, 5)
     assert (done.status, done.returning) == ("success", 7)
     assert (await harness.add_task("timed", timeout=5)).returning == "ok"
+
+
+async def test_a_task_starts_from_the_workers_context_not_the_one_before_it(
+    harness: Harness,
+) -> None:
+    """The next task is started from inside the task that freed its slot; it must still see
+    the worker's context variables, not the ones that task (or a plugin around it) set."""
+    import contextvars
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="clean")
+    harness.app.config.max_tasks_process = 1
+    seen: list[tuple[int, str]] = []
+
+    @harness.task(name="mark")
+    async def mark(n: int) -> int:
+        seen.append((n, marker.get()))
+        marker.set(f"left by {n}")
+        return n
+
+    tasks = [await harness.add_task("mark", n) for n in range(4)]
+    await harness.start()
+    for task in tasks:
+        assert (await harness.call("wait", task.uuid, 10)) is not None
+    assert sorted(seen) == [(n, "clean") for n in range(4)]

@@ -209,3 +209,28 @@ async def test_transaction_ends_when_the_final_write_is_refused(
     await harness.stop(0)
     (task,) = transport.transactions()
     assert task["transaction"] == "noop" and task["contexts"]["trace"]["status"] == "ok"
+
+
+async def test_each_transaction_ends_with_its_own_task_when_tasks_run_back_to_back(
+    harness: Harness, sentry_init: SentryInit
+) -> None:
+    """With one slot, each task is started from inside the one before it; it must not find
+    that task's execution in its context and end it early ("aborted")."""
+    transport = sentry_init(traces_sample_rate=1.0)
+    harness.app.add_plugin(SentryPlugin())
+    harness.app.config.max_tasks_process = 1
+
+    @harness.task(name="step")
+    async def step(n: int) -> int:
+        return n
+
+    queued = [await harness.add_task("step", n) for n in range(3)]
+    await harness.start()
+    for task in queued:
+        assert (await harness.call("wait", task.uuid, 5)).status == "success"
+    await transport.wait_async(lambda t: len(t.transactions()) == 3)
+    statuses = sorted(
+        (t["tags"]["qtasks.task_id"], t["contexts"]["trace"]["status"])
+        for t in transport.transactions()
+    )
+    assert statuses == sorted((str(task.uuid), "ok") for task in queued)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import contextlib
 from typing import Any, ClassVar
 
@@ -30,10 +31,15 @@ class AsyncWorker(BaseWorker):
         self._tasks: set[asyncio.Task[None]] = set()
         self._periodic: list[AsyncPeriodic] = []
         self._force_event: asyncio.Event | None = None
+        self._context = contextvars.Context()  # the context at `start`, which tasks copy
 
     # -- flavour hooks --------------------------------------------------------------------------
     def _start_delivery(self, running: Running) -> None:
-        task = asyncio.ensure_future(self._run(running))
+        # Every task starts from a copy of the worker's own context, not of the task that
+        # freed its slot (`_executed` and `_done` run inside that task): context variables a
+        # task body or a plugin set (Sentry's scopes, a tracer's current span) must not leak
+        # into the next task.
+        task = self._context.run(asyncio.ensure_future, self._run(running))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -134,6 +140,7 @@ class AsyncWorker(BaseWorker):
     async def start(self, num_workers: int = 1) -> None:
         """Start consuming in the running loop; returns once the claim loops run."""
         self._loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
         self._capacity_event = asyncio.Event()
         self._force_event = asyncio.Event()
         self.thread_pool = DaemonThreadPool(
