@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import contextlib
+import contextvars
 from typing import Any, ClassVar
 
 from qtasks._drive import run_async
