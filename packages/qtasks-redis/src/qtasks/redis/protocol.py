@@ -91,7 +91,8 @@ class Protocol:
 
     def _enqueue_keys(self, queues: tuple[str, ...]) -> tuple[str, ...]:
         """ENQUEUE's keys before the per-item ones; the same for every call on `queues`."""
-        found = self._cache.get(queues)
+        cache = self._queue_keys
+        found = cache.get(queues)
         if found is None:
             for q in queues:
                 check_queue(q)
@@ -99,22 +100,26 @@ class Protocol:
             found += tuple(self.records.indexes())
             for q in queues:
                 found += (self.keys.ready(q), self.keys.delayed(q), self.keys.wake(q))
-            if len(self._cache) < _CACHE_LIMIT:
-                self._cache[queues] = found
+            if len(cache) < _CACHE_LIMIT:
+                cache[queues] = found
         return found
 
     def _index_name(self, task_name: str) -> str:
-        found = self._cache.get(task_name)
+        cache = self._name_keys
+        found = cache.get(task_name)
         if found is None:
             found = self.records.index_name(task_name)
-            if len(self._cache) < _CACHE_LIMIT:
-                self._cache[task_name] = found
+            if len(cache) < _CACHE_LIMIT:
+                cache[task_name] = found
         return found
 
+    # A handful of entries per app; capped for apps that make queue or task names up per call.
     @cached_property
-    def _cache(self) -> dict[Any, Any]:
-        # Keys by queue tuple and by task name: a handful per app (capped for apps that make
-        # queue names up per task).
+    def _queue_keys(self) -> dict[tuple[str, ...], tuple[str, ...]]:
+        return {}
+
+    @cached_property
+    def _name_keys(self) -> dict[str, str]:
         return {}
 
     # -- claim ------------------------------------------------------------------------------
