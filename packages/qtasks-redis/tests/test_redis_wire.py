@@ -1,16 +1,19 @@
-"""The asyncio client's quick paths (`_wire.py`): pool checkouts and writes that skip redis-py's
-machinery must keep its guarantees: a connection per concurrent caller, waiters served, stale
-connections repaired, large writes drained."""
+"""The clients' quick paths (`_wire.py`, `_script.py`, `_stream.py`): pool checkouts, writes and
+script calls that skip redis-py's machinery must keep its guarantees: a connection per
+concurrent caller, waiters served, stale connections repaired, large writes drained, scripts
+reloaded."""
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import redis
+from redis_test_support import wait_for
 
-from qtasks.redis._wire import QuickPool
+from qtasks.redis._wire import QuickPool, QuickSyncPool
 from qtasks.redis.connection import POOL_SIZE, build_client
 
 
@@ -87,6 +90,24 @@ async def test_a_cancelled_call_does_not_leave_its_reply_to_the_next(redis_serve
         admin.close()
 
 
+async def test_a_connection_with_an_unread_reply_is_not_handed_out(redis_server: Any) -> None:
+    client = build_client(redis_server.url, True, 5.0)
+    try:
+        assert await client.ping()
+        pool = _pool(client)
+        stale = await pool.get_connection()
+        await stale.send_command("ECHO", "stale")  # its reply is never read
+        for _ in range(500):  # until the reply is in (an event: the stream has bytes)
+            if await stale.can_read():
+                break
+            await asyncio.sleep(0.01)
+        await pool.release(stale)
+        for i in range(5):
+            assert await client.echo(f"mine{i}") == f"mine{i}".encode()
+    finally:
+        await client.aclose()
+
+
 async def test_a_write_larger_than_the_socket_buffer_is_drained(redis_server: Any) -> None:
     client = build_client(redis_server.url, True, 5.0)
     try:
@@ -139,3 +160,149 @@ async def test_an_error_reply_leaves_the_connection_usable(redis_server: Any) ->
     finally:
         admin.config_set("maxmemory", "0")
         admin.close()
+
+
+# -- the sync client's quick paths ------------------------------------------------------------
+
+
+def _sync_pool(client: Any) -> QuickSyncPool:
+    pool = client.connection_pool
+    assert isinstance(pool, QuickSyncPool)
+    return pool
+
+
+def _count_slow_checkouts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the checkouts that reach redis-py's own code (the quick path's fallback)."""
+    slow = [0]
+    original = redis.BlockingConnectionPool.get_connection
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        slow[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.BlockingConnectionPool, "get_connection", counting)
+    return slow
+
+
+def test_sync_sequential_calls_take_the_quick_path_on_one_connection(
+    redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = _count_slow_checkouts(monkeypatch)
+    client = build_client(redis_server.url, False, 5.0)
+    try:
+        for i in range(50):
+            client.set("k", i)
+        assert int(client.get("k")) == 49
+        pool = _sync_pool(client)
+        assert slow[0] == 1  # the first checkout makes the connection; the others are quick
+        assert len(pool._connections) == 1
+        assert not pool._quick
+    finally:
+        client.close()
+
+
+def test_sync_threads_beyond_the_pool_size_wait_and_all_finish(redis_server: Any) -> None:
+    client = build_client(redis_server.url, False, 5.0)
+    try:
+        n = POOL_SIZE * 3
+        # BLPOP holds each connection for a while, so later callers must queue for one.
+        with ThreadPoolExecutor(n) as pool_threads:
+            popped = list(pool_threads.map(lambda i: client.blpop([f"none:{i}"], 0.05), range(n)))
+            counts = list(pool_threads.map(lambda _: client.incr("counter"), range(n)))
+        assert popped == [None] * n
+        assert sorted(counts) == list(range(1, n + 1))
+        pool = _sync_pool(client)
+        assert not pool._quick
+        assert pool.pool.qsize() == POOL_SIZE  # every connection came back
+        assert len(pool._connections) <= POOL_SIZE
+    finally:
+        client.close()
+
+
+def test_sync_a_connection_with_an_unread_reply_is_not_handed_out(redis_server: Any) -> None:
+    client = build_client(redis_server.url, False, 5.0)
+    try:
+        assert client.ping()
+        pool = _sync_pool(client)
+        stale = pool.get_connection()
+        stale.send_command("ECHO", "stale")  # its reply is never read
+        wait_for(stale.can_read, what="the unread reply")
+        pool.release(stale)
+        for i in range(5):
+            assert client.echo(f"mine{i}") == f"mine{i}".encode()
+    finally:
+        client.close()
+
+
+def test_sync_a_killed_connection_is_replaced(redis_server: Any) -> None:
+    client = build_client(redis_server.url, False, 5.0)
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        assert client.ping()
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        for i in range(5):
+            assert client.incr("after") == i + 1
+    finally:
+        client.close()
+        admin.close()
+
+
+def test_sync_script_calls_survive_a_script_flush_and_a_killed_connection(
+    redis_server: Any,
+) -> None:
+    from qtasks import QueueTasks
+    from qtasks.redis._script import SyncScriptCall
+
+    app = QueueTasks(name="wire-scripts", broker_url=redis_server.url)
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        first = app.add_task("t", 1)
+        assert isinstance(app.broker.connection.script(5.0, "ENQUEUE"), SyncScriptCall)
+        admin.script_flush()  # NOSCRIPT on the next call: loaded again, the call re-run
+        second = app.add_task("t", 2)
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        third = app.add_task("t", 3)  # the pooled connection is dead: one retry
+        records = [app.get(t.uuid) for t in (first, second, third)]
+        assert [(r.status, r.args) for r in records] == [("new", (n,)) for n in (1, 2, 3)]
+    finally:
+        admin.close()
+
+
+# -- pipelined script calls (the worker's batched writes), both flavours -----------------------
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+async def test_pipelined_calls_reply_in_order_with_errors_in_place(
+    flavour: str, redis_server: Any
+) -> None:
+    from redis.exceptions import ResponseError
+
+    from qtasks._drive import run_async, run_sync
+    from qtasks.redis._script import AsyncScriptCall, SyncScriptCall
+    from qtasks.redis._stream import pipelined_scripts_flow
+
+    is_async = flavour == "async"
+    client = build_client(redis_server.url, is_async, 5.0)
+    wrap = AsyncScriptCall if is_async else SyncScriptCall
+    echo = wrap(client, client.register_script("return ARGV[1]"))
+    fail = wrap(client, client.register_script("return redis.error_reply('boom')"))
+    admin = redis.Redis.from_url(redis_server.url)
+
+    async def run(calls: list[Any]) -> list[Any]:
+        flow = pipelined_scripts_flow(client, calls)
+        return await run_async(flow) if is_async else await asyncio.to_thread(run_sync, flow)
+
+    try:
+        for _ in range(2):  # the second time after SCRIPT FLUSH: loaded again and re-run
+            replies = await run([(echo, [], ["a"]), (fail, [], []), (echo, [], ["c"])])
+            assert replies[0] == b"a" and replies[2] == b"c"
+            assert isinstance(replies[1], ResponseError) and "boom" in str(replies[1])
+            admin.script_flush()
+        # The connection stayed in step: the next call reads its own reply.
+        assert await run([(echo, [], ["next"])]) == [b"next"]
+    finally:
+        admin.close()
+        if is_async:
+            await client.aclose()
+        else:
+            client.close()

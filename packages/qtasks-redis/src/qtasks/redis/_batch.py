@@ -21,12 +21,12 @@ others queue behind it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import redis.exceptions as rex
+from qtasks._drive import Flow, run_async, run_sync
+from qtasks.redis._stream import pipelined_scripts_flow
 from qtasks.redis.scripts import SOURCES
 
 Call = tuple[str, list[str], list[Any]]
@@ -44,9 +44,6 @@ SUPERSEDED = 1
 """The reply of a `process` mark that was not sent because its task's final write is in the
 same batch: the final record replaces the whole record, so the mark would be overwritten in
 the same round trip (its script reply for "written")."""
-
-_SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SOURCES.items()}
-
 
 def _groups(items: list[tuple[Packer, Any]]) -> list[tuple[Packer, list[int]]]:
     """Runs of consecutive items of one packer, in submission order: every write lands after
@@ -71,11 +68,6 @@ def _superseded(keys: list[Key]) -> set[int]:
     }
 
 
-def _queue(pipe: Any, calls: list[Call]) -> None:
-    for name, keys, args in calls:
-        pipe.execute_command("EVALSHA", _SHAS[name], len(keys), *keys, *args)
-
-
 def _spread(
     items: list[tuple[Packer, Any]], groups: list[tuple[Packer, list[int]]], replies: list[Any]
 ) -> list[tuple[bool, Any]]:
@@ -92,44 +84,28 @@ def _spread(
 
 
 class _Pipeline:
-    """Builds the merged calls and sends them (sync client); NOSCRIPT (after SCRIPT FLUSH or
-    a restart) loads the script and re-sends the calls that did not run."""
+    """Builds the merged calls and sends them as one write on a pooled connection, through
+    either driver (`_stream.pipelined_scripts_flow`: NOSCRIPT after SCRIPT FLUSH or a restart
+    loads the script and re-sends the calls that did not run)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, scripts: Callable[[str], Any] | None = None) -> None:
         self.client = client
+        self._scripts = scripts or (lambda name: client.register_script(SOURCES[name]))
+
+    def flow(self, items: list[tuple[Packer, Any]]) -> Flow[list[tuple[bool, Any]]]:
+        groups = _groups(items)
+        calls = []
+        for packer, positions in groups:
+            name, keys, args = packer([items[i][1] for i in positions])
+            calls.append((self._scripts(name), keys, args))
+        replies = yield from pipelined_scripts_flow(self.client, calls)
+        return _spread(items, groups, replies)
 
     def run(self, items: list[tuple[Packer, Any]]) -> list[tuple[bool, Any]]:
-        groups = _groups(items)
-        calls = [packer([items[i][1] for i in positions]) for packer, positions in groups]
-        pipe = self.client.pipeline(transaction=False)
-        _queue(pipe, calls)
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
-        if missing:
-            for name in {calls[i][0] for i in missing}:
-                self.client.script_load(SOURCES[name])
-            pipe = self.client.pipeline(transaction=False)
-            _queue(pipe, [calls[i] for i in missing])
-            for i, reply in zip(missing, pipe.execute(raise_on_error=False), strict=True):
-                replies[i] = reply
-        return _spread(items, groups, replies)
+        return run_sync(self.flow(items))
 
     async def run_async(self, items: list[tuple[Packer, Any]]) -> list[tuple[bool, Any]]:
-        groups = _groups(items)
-        calls = [packer([items[i][1] for i in positions]) for packer, positions in groups]
-        pipe = self.client.pipeline(transaction=False)
-        _queue(pipe, calls)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
-        if missing:
-            for name in {calls[i][0] for i in missing}:
-                await self.client.script_load(SOURCES[name])
-            pipe = self.client.pipeline(transaction=False)
-            _queue(pipe, [calls[i] for i in missing])
-            again = await pipe.execute(raise_on_error=False)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        return _spread(items, groups, replies)
+        return await run_async(self.flow(items))
 
 
 class _Slot:
@@ -169,8 +145,8 @@ class SyncBatcher:
     what is pending until nothing is, or hands the lead to a sleeper queued behind.
     """
 
-    def __init__(self, client: Any) -> None:
-        self._pipeline = _Pipeline(client)
+    def __init__(self, client: Any, scripts: Callable[[str], Any] | None = None) -> None:
+        self._pipeline = _Pipeline(client, scripts)
         self._lock = threading.Lock()
         self._pending: list[_Slot] = []
         self._sending = False
@@ -291,8 +267,8 @@ class AsyncBatcher:
     """The event-loop flavour: calls of one tick share a round trip; calls made while it is in
     flight share the next one."""
 
-    def __init__(self, client: Any) -> None:
-        self._pipeline = _Pipeline(client)
+    def __init__(self, client: Any, scripts: Callable[[str], Any] | None = None) -> None:
+        self._pipeline = _Pipeline(client, scripts)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[tuple[Packer, Any], asyncio.Future[Any], Key]] = []
         self._flusher: asyncio.Task[None] | None = None

@@ -78,20 +78,23 @@ def build_client(url: str, is_async: bool, socket_timeout: float) -> Any:
         "max_connections": POOL_SIZE,
         "timeout": socket_timeout,
     }
+    from qtasks.redis._wire import use_fast_packing
+
     if is_async:
-        from qtasks.redis._wire import AsyncClient, QuickPool, use_fast_packing
+        from qtasks.redis._wire import AsyncClient, QuickPool
         from redis.asyncio.retry import Retry as AsyncRetry
 
         retry: Any = AsyncRetry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
         pool = QuickPool.from_url(url, retry=retry, **options)
         use_fast_packing(pool)
         return AsyncClient.from_pool(pool)
-    from qtasks.redis._wire import SyncClient
-    from redis import BlockingConnectionPool
+    from qtasks.redis._wire import QuickSyncPool, SyncClient
     from redis.retry import Retry
 
     retry = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
-    return SyncClient.from_pool(BlockingConnectionPool.from_url(url, retry=retry, **options))
+    sync_pool = QuickSyncPool.from_url(url, retry=retry, **options)
+    use_fast_packing(sync_pool)
+    return SyncClient.from_pool(sync_pool)
 
 
 def _target_of_url(url: str) -> tuple[Any, ...]:
@@ -150,16 +153,18 @@ class RedisConnection:
 
     def script(self, socket_timeout: float, name: str) -> Any:
         """A registered script, called as `script(keys, args)`; reloaded after SCRIPT FLUSH or a
-        restart. On qtasks' own asyncio client it runs straight on a connection (`_script.py`)."""
+        restart. On qtasks' own clients it runs straight on a connection (`_script.py`)."""
         found = self._scripts.get(name)
         if found is None:
-            from qtasks.redis._script import AsyncScriptCall
-            from qtasks.redis._wire import AsyncClient
+            from qtasks.redis._script import AsyncScriptCall, SyncScriptCall
+            from qtasks.redis._wire import AsyncClient, SyncClient
 
             client = self.client(socket_timeout)
             found = client.register_script(SOURCES[name])
             if isinstance(client, AsyncClient):
                 found = AsyncScriptCall(client, found)
+            elif isinstance(client, SyncClient):
+                found = SyncScriptCall(client, found)
             self._scripts[name] = found
         return found
 
@@ -171,7 +176,8 @@ class RedisConnection:
             client = self.client(socket_timeout)
             with self._lock:
                 if self._batcher is None:
-                    self._batcher = (AsyncBatcher if self.is_async else SyncBatcher)(client)
+                    flavour = AsyncBatcher if self.is_async else SyncBatcher
+                    self._batcher = flavour(client, partial(self.script, socket_timeout))
         return self._batcher
 
     def target(self) -> tuple[Any, ...]:
