@@ -214,10 +214,11 @@ class QuickSyncPool(SyncBlockingPool):
         return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def release(self, connection: Any) -> None:
-        if id(connection) not in self._quick:
+        quick = id(connection) in self._quick
+        self._quick.discard(id(connection))
+        if not quick or self.pid != os.getpid():  # after a fork: redis-py's rules for the child
             super().release(connection)  # type: ignore[no-untyped-call]
             return
-        self._quick.discard(id(connection))
         if _needs_reconnect(connection):
             connection.disconnect()
         try:
