@@ -287,15 +287,20 @@ def plan(runner: Runner, peers: list[str]) -> list[tuple[str, Callable[[], dict[
             (f"e2e/qtasks-{variant}", lambda v=variant: runner.with_worker("qtasks", "e2e", v))
         )
         steps.append(("e2e/qtasks", lambda: runner.with_worker("qtasks", "e2e")))
+    if Base.src is not None:
+        steps.append(
+            ("e2e/qtasks-base-sync", lambda: runner.with_worker("qtasks-base", "e2e", "sync"))
+        )
     for fw in [*ours, *peers]:
         steps.append((f"enqueue/{fw}", lambda fw=fw: runner.alone(fw, "enqueue")))
     for fw in [*ours, *[p for p in peers if p == "rq"]]:
         steps.append((f"bulk/{fw}", lambda fw=fw: runner.alone(fw, "bulk")))
     for fw in [*ours, *peers]:
         steps.append((f"drain/{fw}", lambda fw=fw: runner.with_worker(fw, "drain", fill=True)))
-    steps.append(
-        ("drain/qtasks-sync", lambda: runner.with_worker("qtasks", "drain", "sync", fill=True))
-    )
+    for fw in ours:
+        steps.append(
+            (f"drain/{fw}-sync", lambda fw=fw: runner.with_worker(fw, "drain", "sync", fill=True))
+        )
     for fw in [*ours, *peers]:
         variant = "defaults" if fw == "arq" else ""
         steps.append(
@@ -408,15 +413,18 @@ def table(res: Results, peers: list[str]) -> str:
             "| qtasks before / after (median) | before (--base) | after | after / before |",
             "|---|---|---|---|",
         ]
-        for label, key, metric in (
-            ("end to end, tasks/s", "e2e", "rate"),
-            ("enqueue, tasks/s", "enqueue", "rate"),
-            ("bulk enqueue, tasks/s", "bulk", "rate"),
-            ("drain, tasks/s", "drain", "rate"),
-            ("round trip median, ms", "latency", "median_ms"),
-            ("round trip p99, ms", "latency", "p99_ms"),
+        for label, key, metric, variant in (
+            ("end to end, tasks/s", "e2e", "rate", ""),
+            ("enqueue, tasks/s", "enqueue", "rate", ""),
+            ("bulk enqueue, tasks/s", "bulk", "rate", ""),
+            ("drain, tasks/s", "drain", "rate", ""),
+            ("round trip median, ms", "latency", "median_ms", ""),
+            ("round trip p99, ms", "latency", "p99_ms", ""),
+            ("sync end to end, tasks/s", "e2e", "rate", "-sync"),
+            ("sync drain, tasks/s", "drain", "rate", "-sync"),
         ):
-            old, new = res.median(f"{key}/qtasks-base", metric), res.median(f"{key}/qtasks", metric)
+            old = res.median(f"{key}/qtasks-base{variant}", metric)
+            new = res.median(f"{key}/qtasks{variant}", metric)
             ratio = f"{new / old:.2f}x" if old and new else "-"
             out.append(f"| {label} | {fmt(old)} | {fmt(new)} | {ratio} |")
         out.append("")
