@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from redis.asyncio.connection import Connection as PlainConnection
+from redis.connection import Connection as SyncConnection
 from redis.exceptions import DataError
-from redis_test_support import async_app
+from redis_test_support import async_app, sync_app
 
 from qtasks.redis._batch import SUPERSEDED
 from qtasks.redis._wire import _PACK, _packing_class
@@ -58,19 +59,37 @@ ARGS: list[tuple[Any, ...]] = [
 ]
 
 
+CONNECTIONS = [PlainConnection, SyncConnection]
+
+
 @pytest.mark.skipif(_PACK is None, reason="hiredis is not installed")
+@pytest.mark.parametrize("plain_class", CONNECTIONS, ids=["async", "sync"])
 @pytest.mark.parametrize("args", ARGS, ids=lambda a: str(a[0]))
-def test_hiredis_packing_sends_what_redis_py_would(args: tuple[Any, ...]) -> None:
-    plain = PlainConnection()
-    fast = _packing_class(PlainConnection)()
+def test_hiredis_packing_sends_what_redis_py_would(
+    args: tuple[Any, ...], plain_class: type
+) -> None:
+    plain = plain_class()
+    fast = _packing_class(plain_class)()
     assert b"".join(fast.pack_command(*args)) == b"".join(
         bytes(part) for part in plain.pack_command(*args)
     )
 
 
 @pytest.mark.skipif(_PACK is None, reason="hiredis is not installed")
-def test_hiredis_packing_refuses_what_redis_py_refuses() -> None:
-    fast = _packing_class(PlainConnection)()
+@pytest.mark.parametrize("plain_class", CONNECTIONS, ids=["async", "sync"])
+def test_hiredis_pipeline_packing_sends_what_redis_py_would(plain_class: type) -> None:
+    plain = plain_class()
+    fast = _packing_class(plain_class)()
+    commands = ARGS * 3
+    assert b"".join(fast.pack_commands(commands)) == b"".join(
+        bytes(part) for part in plain.pack_commands(commands)
+    )
+
+
+@pytest.mark.skipif(_PACK is None, reason="hiredis is not installed")
+@pytest.mark.parametrize("plain_class", CONNECTIONS, ids=["async", "sync"])
+def test_hiredis_packing_refuses_what_redis_py_refuses(plain_class: type) -> None:
+    fast = _packing_class(plain_class)()
     with pytest.raises(DataError):
         fast.pack_command("SET", "k", {"not": "encodable"})
 
@@ -82,3 +101,12 @@ async def test_async_clients_pack_with_hiredis_when_installed(redis_url: str) ->
     packs_fast = pool.connection_class.pack_command is not PlainConnection.pack_command
     assert packs_fast is (_PACK is not None)
     assert await app.broker.client.ping() is True
+
+
+def test_sync_clients_pack_with_hiredis_when_installed(redis_url: str) -> None:
+    app = sync_app(redis_url)
+    pool = app.broker.client.connection_pool
+    assert issubclass(pool.connection_class, SyncConnection)
+    packs_fast = pool.connection_class.pack_command is not SyncConnection.pack_command
+    assert packs_fast is (_PACK is not None)
+    assert app.broker.client.ping() is True
