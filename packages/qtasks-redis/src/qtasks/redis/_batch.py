@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from qtasks._drive import Flow, run_async, run_sync
@@ -90,7 +91,8 @@ class _Pipeline:
 
     def __init__(self, client: Any, scripts: Callable[[str], Any] | None = None) -> None:
         self.client = client
-        self._scripts = scripts or (lambda name: client.register_script(SOURCES[name]))
+        # Without the connection's script objects (a batcher made alone): registered once each.
+        self._scripts = scripts or cache(lambda name: client.register_script(SOURCES[name]))
 
     def flow(self, items: list[tuple[Packer, Any]]) -> Flow[list[tuple[bool, Any]]]:
         groups = _groups(items)
