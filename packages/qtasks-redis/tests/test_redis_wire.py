@@ -124,13 +124,13 @@ async def test_script_calls_survive_a_script_flush_and_a_killed_connection(
 ) -> None:
     # The asyncio app's scripts run straight on a pooled connection (`_script.py`).
     from qtasks.asyncio import QueueTasks
-    from qtasks.redis._script import AsyncScriptCall
+    from qtasks.redis._script import ScriptCall
 
     app = QueueTasks(name="wire-scripts", broker_url=redis_server.url)
     admin = redis.Redis.from_url(redis_server.url)
     try:
         first = await app.add_task("t", 1)
-        assert isinstance(app.broker.connection.script(5.0, "ENQUEUE"), AsyncScriptCall)
+        assert isinstance(app.broker.connection.script(5.0, "ENQUEUE"), ScriptCall)
         admin.script_flush()  # NOSCRIPT on the next call: loaded again, the call re-run
         second = await app.add_task("t", 2)
         assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
@@ -251,13 +251,13 @@ def test_sync_script_calls_survive_a_script_flush_and_a_killed_connection(
     redis_server: Any,
 ) -> None:
     from qtasks import QueueTasks
-    from qtasks.redis._script import SyncScriptCall
+    from qtasks.redis._script import ScriptCall
 
     app = QueueTasks(name="wire-scripts", broker_url=redis_server.url)
     admin = redis.Redis.from_url(redis_server.url)
     try:
         first = app.add_task("t", 1)
-        assert isinstance(app.broker.connection.script(5.0, "ENQUEUE"), SyncScriptCall)
+        assert isinstance(app.broker.connection.script(5.0, "ENQUEUE"), ScriptCall)
         admin.script_flush()  # NOSCRIPT on the next call: loaded again, the call re-run
         second = app.add_task("t", 2)
         assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
@@ -278,14 +278,13 @@ async def test_pipelined_calls_reply_in_order_with_errors_in_place(
     from redis.exceptions import ResponseError
 
     from qtasks._drive import run_async, run_sync
-    from qtasks.redis._script import AsyncScriptCall, SyncScriptCall
+    from qtasks.redis._script import ScriptCall
     from qtasks.redis._stream import pipelined_scripts_flow
 
     is_async = flavour == "async"
     client = build_client(redis_server.url, is_async, 5.0)
-    wrap = AsyncScriptCall if is_async else SyncScriptCall
-    echo = wrap(client, client.register_script("return ARGV[1]"))
-    fail = wrap(client, client.register_script("return redis.error_reply('boom')"))
+    echo = ScriptCall(client, client.register_script("return ARGV[1]"), is_async)
+    fail = ScriptCall(client, client.register_script("return redis.error_reply('boom')"), is_async)
     admin = redis.Redis.from_url(redis_server.url)
 
     async def run(calls: list[Any]) -> list[Any]:

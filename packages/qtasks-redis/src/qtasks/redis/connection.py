@@ -156,15 +156,13 @@ class RedisConnection:
         restart. On qtasks' own clients it runs straight on a connection (`_script.py`)."""
         found = self._scripts.get(name)
         if found is None:
-            from qtasks.redis._script import AsyncScriptCall, SyncScriptCall
+            from qtasks.redis._script import ScriptCall
             from qtasks.redis._wire import AsyncClient, SyncClient
 
             client = self.client(socket_timeout)
             found = client.register_script(SOURCES[name])
-            if isinstance(client, AsyncClient):
-                found = AsyncScriptCall(client, found)
-            elif isinstance(client, SyncClient):
-                found = SyncScriptCall(client, found)
+            if isinstance(client, (AsyncClient, SyncClient)):
+                found = ScriptCall(client, found, isinstance(client, AsyncClient))
             self._scripts[name] = found
         return found
 
