@@ -22,5 +22,13 @@ class TaskStatusEnum(str, Enum):
         return self.value
 
 
+# The values as plain strings for the hot path: an enum member's `.value` is a property lookup
+# per access, on every task.
+STATUS_NEW = TaskStatusEnum.NEW.value
+STATUS_PROCESS = TaskStatusEnum.PROCESS.value
+STATUS_SUCCESS = TaskStatusEnum.SUCCESS.value
+STATUS_ERROR = TaskStatusEnum.ERROR.value
+STATUS_CANCEL = TaskStatusEnum.CANCEL.value
+
 FINAL_STATUSES: frozenset[str] = frozenset({"success", "error", "cancel", "retry"})
 """Statuses after which a record is never rewritten by a worker (`retry` points to its child)."""

@@ -12,16 +12,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from qtasks.enums import TaskStatusEnum
+from qtasks.enums import STATUS_NEW
 from qtasks.schemas.envelope import Envelope, dumps
 
 if TYPE_CHECKING:
     from qtasks.apps.base import BaseQueueTasks
-
-# Status values as plain constants: an enum member's `.value` is a property lookup per
-# access, on every task.
-_NEW = TaskStatusEnum.NEW.value
-
 
 def utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
@@ -233,7 +228,7 @@ def new_record(envelope: Envelope) -> Task:
     created = utc(envelope.created_at) or datetime.now(timezone.utc)
     uuid = envelope.made_uuid or UUID(envelope.id)
     return Task(
-        status=_NEW,
+        status=STATUS_NEW,
         uuid=uuid,
         priority=envelope.priority,
         task_name=envelope.task,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from qtasks._drive import Flow
 from qtasks.base.component import Component
 from qtasks.configs.base import WORKERS_NAME
-from qtasks.enums import TaskStatusEnum
+from qtasks.enums import STATUS_CANCEL, STATUS_ERROR, STATUS_PROCESS, STATUS_SUCCESS
 from qtasks.exc import TaskArgumentsError, TaskCancelError, UnknownTaskError
 from qtasks.plugins.triggers import WorkerTrigger
 from qtasks.schemas.envelope import dumps, sample
@@ -37,13 +37,6 @@ if TYPE_CHECKING:
     from qtasks.schemas.delivery import Delivery
 
 TRACEBACK_LIMIT = 16 * 1024
-
-# Status values as plain constants: an enum member's `.value` is a property lookup per
-# access, on every task.
-_PROCESS = TaskStatusEnum.PROCESS.value
-_SUCCESS = TaskStatusEnum.SUCCESS.value
-_CANCEL = TaskStatusEnum.CANCEL.value
-_ERROR = TaskStatusEnum.ERROR.value
 
 
 def _now() -> datetime:
@@ -299,7 +292,7 @@ class BaseWorker(Component):
             task_func, env = out["task_func"], out["task_broker"]
         started = _now()
         model = self._record(
-            env, status=_PROCESS, started_at=started, updated_at=started
+            env, status=STATUS_PROCESS, started_at=started, updated_at=started
         )
         if plugins.wants("worker_execute_before"):
             model = (
@@ -335,7 +328,7 @@ class BaseWorker(Component):
             result = yield partial(self._execute, executor, running)
             finished = _now()
             model = model.evolve(
-                status=_SUCCESS,
+                status=STATUS_SUCCESS,
                 returning=result,
                 _returning_json=executor.result_json,
                 finished_at=finished,
@@ -344,7 +337,7 @@ class BaseWorker(Component):
         except TaskCancelError as exc:
             finished = _now()
             model = model.evolve(
-                status=_CANCEL,
+                status=STATUS_CANCEL,
                 cancel_reason=str(exc),
                 finished_at=finished,
                 updated_at=finished,
@@ -353,7 +346,7 @@ class BaseWorker(Component):
             error = exc
             finished = _now()
             model = model.evolve(
-                status=_ERROR,
+                status=STATUS_ERROR,
                 traceback=format_error(exc),
                 finished_at=finished,
                 updated_at=finished,
