@@ -164,6 +164,16 @@ async def _enqueue(url: str) -> dict[str, Any]:
     return {"rate": common.N / (time.perf_counter() - start)}
 
 
+def _enqueue_sync(url: str) -> dict[str, Any]:
+    app = make_app(url, "sync")
+    for _ in range(200):
+        app.add_task("noop")
+    start = time.perf_counter()
+    for _ in range(common.N):
+        app.add_task("noop")
+    return {"rate": common.N / (time.perf_counter() - start)}
+
+
 async def _bulk(url: str, total: int, warm: bool = True) -> dict[str, Any]:
     app = make_app(url, "async")
     if warm:
@@ -211,7 +221,7 @@ def main() -> None:
     if args.command == "e2e":
         result = _e2e_sync(url) if variant == "sync" else asyncio.run(_e2e_async(url, variant))
     elif args.command == "enqueue":
-        result = asyncio.run(_enqueue(url))
+        result = _enqueue_sync(url) if variant == "sync" else asyncio.run(_enqueue(url))
     elif args.command == "bulk":
         result = asyncio.run(_bulk(url, 20_000))
     elif args.command == "fill":

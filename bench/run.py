@@ -293,6 +293,8 @@ def plan(runner: Runner, peers: list[str]) -> list[tuple[str, Callable[[], dict[
         )
     for fw in [*ours, *peers]:
         steps.append((f"enqueue/{fw}", lambda fw=fw: runner.alone(fw, "enqueue")))
+    for fw in ours:
+        steps.append((f"enqueue/{fw}-sync", lambda fw=fw: runner.alone(fw, "enqueue", "sync")))
     for fw in [*ours, *[p for p in peers if p == "rq"]]:
         steps.append((f"bulk/{fw}", lambda fw=fw: runner.alone(fw, "bulk")))
     for fw in [*ours, *peers]:
@@ -389,7 +391,11 @@ def table(res: Results, peers: list[str]) -> str:
         "| sync tasks | qtasks SyncThreadWorker | Dramatiq (8 threads) | ratio |",
         "|---|---|---|---|",
     ]
-    for label, kind in (("end to end, tasks/s", "e2e"), ("drain, tasks/s", "drain")):
+    for label, kind in (
+        ("end to end, tasks/s", "e2e"),
+        ("enqueue, one call each, tasks/s", "enqueue"),
+        ("drain, tasks/s", "drain"),
+    ):
         qs, dq = res.median(f"{kind}/qtasks-sync"), res.median(f"{kind}/dramatiq")
         ratio = f"{qs / dq:.2f}x" if qs and dq else "-"
         out.append(f"| {label} | {fmt(qs)} | {cell(kind + '/dramatiq')} | {ratio} |")
@@ -416,6 +422,7 @@ def table(res: Results, peers: list[str]) -> str:
         for label, key, metric, variant in (
             ("end to end, tasks/s", "e2e", "rate", ""),
             ("enqueue, tasks/s", "enqueue", "rate", ""),
+            ("sync enqueue, tasks/s", "enqueue", "rate", "-sync"),
             ("bulk enqueue, tasks/s", "bulk", "rate", ""),
             ("drain, tasks/s", "drain", "rate", ""),
             ("round trip median, ms", "latency", "median_ms", ""),

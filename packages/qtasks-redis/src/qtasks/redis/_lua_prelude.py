@@ -70,9 +70,18 @@ end
 -- Writes gathered per command and key, and sent by g:flush() as one command each (in slices:
 -- Lua's unpack limit): a batch script then costs a command per key rather than per item. Only
 -- for writes whose order among themselves does not matter, to keys the script does not read
--- again before the flush.
-local function gather()
-  local lists, order, g = {}, {}, {}
+-- again before the flush. `one`: the call has a single item, so there is nothing to join and
+-- each write is made at once (the tables cost a single enqueue 3 of its 21 us in Redis).
+local function gather(one)
+  local g = {}
+  if one then
+    function g:add(cmd, key, a, b)
+      if b ~= nil then redis.call(cmd, key, a, b) else redis.call(cmd, key, a) end
+    end
+    function g:flush() end
+    return g
+  end
+  local lists, order = {}, {}
   function g:add(cmd, key, a, b)
     -- Tables by command, then key: joining the two into one tag would build a string per add.
     local by_key = lists[cmd]

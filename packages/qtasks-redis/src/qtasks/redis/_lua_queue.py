@@ -40,7 +40,7 @@ end
 if #new_items == 0 then return created end
 
 -- Pass 2: the new tasks' writes to shared keys, one command per key (gather).
-local g = gather()
+local g = gather(#new_items == 1)
 local woken, pruned = {}, {}
 local seq = redis.call('INCRBY', KEYS[3], #new_items) - #new_items
 for n, item in ipairs(new_items) do
@@ -169,7 +169,7 @@ end)
 local deadline = now + lease_ms
 local n, memo_parts, claimed, taken = 0, {}, {}, {}
 -- The queue entries, leases and owners of the whole claim go out once per key (gather).
-local g = gather()
+local g = gather(#cands == 1)
 for _, c in ipairs(cands) do
   if n >= limit then break end
   local id, q = c[2], c[3]
@@ -275,7 +275,7 @@ allow_oom()
 local now = now_ms()
 local out, written, seen = {}, 0, {}
 -- The items' writes to shared keys (queue state, indexes) go out once per key at the end.
-local g = gather()
+local g = gather(ni == 1)
 local a = 4
 for i = 0, ni - 1 do
   local k = 16 + 4 * i

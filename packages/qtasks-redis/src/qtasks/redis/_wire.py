@@ -41,6 +41,7 @@ from functools import cache
 from queue import Empty, Full
 from typing import Any
 
+from qtasks.redis._reads import QuickReads
 from redis import BlockingConnectionPool as SyncBlockingPool
 from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool
@@ -120,8 +121,11 @@ class _QuickWrites(_HiredisPacking):
 
 @cache
 def _packing_class(base: type) -> type:
-    mixin = _QuickWrites if issubclass(base, AsyncAbstractConnection) else _HiredisPacking
-    return type(base.__name__, (mixin, base), {"__module__": __name__})
+    if issubclass(base, AsyncAbstractConnection):
+        mixins: tuple[type, ...] = (_QuickWrites, QuickReads)
+    else:
+        mixins = (_HiredisPacking,)
+    return type(base.__name__, (*mixins, base), {"__module__": __name__})
 
 
 async def _dirty(connection: Any) -> bool:
