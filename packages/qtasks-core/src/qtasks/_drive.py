@@ -20,7 +20,7 @@ Step = Callable[[], Any]
 Flow = Generator[Step, Any, T]
 
 
-def _awaitable(value: Any) -> bool:
+def is_awaitable(value: Any) -> bool:
     """`inspect.isawaitable`, with the common answers first: a step returns a coroutine or a
     plain value (None, a reply) far more often than anything else, and the general test goes
     through the `Awaitable` ABC, a few hundred ns on every step of every task. Futures (the
@@ -49,7 +49,7 @@ def run_sync(flow: Flow[T]) -> T:
         error = None
         try:
             value = step()
-            if _awaitable(value):
+            if is_awaitable(value):
                 close = getattr(value, "close", None)
                 if close is not None:
                     close()
@@ -74,7 +74,7 @@ async def run_async(flow: Flow[T]) -> T:
         error = None
         try:
             value = step()
-            if _awaitable(value):
+            if is_awaitable(value):
                 value = await value
         except BaseException as exc:  # noqa: BLE001 - handed back to the flow, which decides
             error = exc

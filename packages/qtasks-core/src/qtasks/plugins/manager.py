@@ -18,7 +18,7 @@ from typing import Any
 import pluggy
 
 from qtasks import hookspecs
-from qtasks._drive import Flow
+from qtasks._drive import Flow, is_awaitable
 from qtasks.hookspecs import COMPONENTS, PROJECT, TRIGGER_COMPONENT, TRIGGER_REPLACES, hookimpl
 from qtasks.plugins.base import BasePlugin
 from qtasks.plugins.triggers import (
@@ -217,9 +217,14 @@ class PluginHost:
             return kwargs
         replaces = TRIGGER_REPLACES[name]
         for impl in impls:
-            args = [kwargs[arg] for arg in impl.argnames]
             try:
-                result = yield partial(impl.function, *args)
+                # Called here, not handed to the driver as a step: most handlers are plain
+                # functions, and a step costs a callable and a turn of the driver per handler.
+                # An awaitable result (an async handler) becomes a step, which the asyncio
+                # driver awaits and the sync one refuses, as for any step.
+                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+                if is_awaitable(result):
+                    result = yield partial(_same, result)
             except Exception:
                 log.exception("plugin %r raised on trigger %r; skipped", impl.plugin_name, name)
                 continue
@@ -288,3 +293,7 @@ class PluginHost:
         if not self.wants(name):
             return kwargs
         return await run_async(self.flow(name, kwargs))
+
+
+def _same(value: Any) -> Any:
+    return value

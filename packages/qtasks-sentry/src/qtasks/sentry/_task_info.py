@@ -20,7 +20,7 @@ from sentry_sdk.utils import capture_internal_exceptions
 from qtasks.exc import TaskTimeoutError
 
 if TYPE_CHECKING:
-    from sentry_sdk._types import Event, EventProcessor, Hint
+    from sentry_sdk._types import Event, Hint
 
     from qtasks.schemas.envelope import Envelope
 
@@ -30,34 +30,34 @@ FILTERED = "[Filtered]"  # sentry-sdk's SENSITIVE_DATA_SUBSTITUTE (a private mod
 
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
-    name: str
-    task_id: str
-    queue: str
-    priority: int
-    attempt: int
-    retries_left: int | None
-    parent_id: str | None
+    """The task a Sentry event happened in, and the event processor that says so. It keeps the
+    envelope (never changed once made: a retry gets a new one) and reads it only when an event
+    is made, so an execution without an event pays for this one small object."""
+
+    env: Envelope
+    task_func: Any
     worker: str | None
-    args: list[Any]
-    kwargs: dict[str, Any]
-    signature: Any
 
     @classmethod
     def of(cls, env: Envelope, task_func: Any, worker: Any) -> TaskInfo:
-        return cls(env.task, env.id, env.queue, env.priority, env.attempt, env.retry,
-                   env.parent, getattr(worker, "worker_id", None), env.args, env.kwargs,
-                   getattr(task_func, "public_signature", None))
+        return cls(env, task_func, getattr(worker, "worker_id", None))
+
+    @property
+    def name(self) -> str:
+        return self.env.task
 
     def tags(self) -> dict[str, str]:
-        return {"qtasks.task_name": self.name, "qtasks.task_id": self.task_id,
-                "qtasks.queue": self.queue, "qtasks.priority": str(self.priority),
-                "qtasks.attempt": str(self.attempt)}
+        env = self.env
+        return {"qtasks.task_name": env.task, "qtasks.task_id": env.id,
+                "qtasks.queue": env.queue, "qtasks.priority": str(env.priority),
+                "qtasks.attempt": str(env.attempt)}
 
     def context(self, options: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"task_name": self.name, "task_id": self.task_id,
-                               "queue": self.queue, "priority": self.priority,
-                               "attempt": self.attempt, "retries_left": self.retries_left,
-                               "parent_id": self.parent_id, "worker": self.worker}
+        env = self.env
+        out: dict[str, Any] = {"task_name": env.task, "task_id": env.id,
+                               "queue": env.queue, "priority": env.priority,
+                               "attempt": env.attempt, "retries_left": env.retry,
+                               "parent_id": env.parent, "worker": self.worker}
         out["arguments"] = (self._arguments(options) if _may_send_arguments(options)
                             else FILTERED)
         return out
@@ -65,16 +65,32 @@ class TaskInfo:
     def _arguments(self, options: dict[str, Any]) -> Any:
         # A copy (JSON by construction): scrubbing replaces values, and a retry's envelope may
         # share these lists and dicts.
-        args, kwargs = json.loads(json.dumps([self.args, self.kwargs], default=repr))
+        args, kwargs = json.loads(json.dumps([self.env.args, self.env.kwargs], default=repr))
         arguments: dict[str, Any]
         try:
-            arguments = dict(self.signature.bind_partial(*args, **kwargs).arguments)
+            signature = getattr(self.task_func, "public_signature", None)
+            arguments = dict(signature.bind_partial(*args, **kwargs).arguments)  # type: ignore[union-attr]
         except (AttributeError, TypeError):  # no signature, or arguments that do not bind
             arguments = {"args": args, "kwargs": kwargs}
         scrubber = options.get("event_scrubber")
         if scrubber is not None:
             scrubber.scrub_dict(arguments)
         return arguments
+
+    def __call__(self, event: Event, hint: Hint) -> Event:
+        """The event processor of the task's scope: its tags, context and transaction name."""
+        with capture_internal_exceptions():
+            options = sentry_sdk.get_client().options
+            tags = event.setdefault("tags", {})
+            for key, value in self.tags().items():
+                tags.setdefault(key, value)
+            event.setdefault("contexts", {})[CONTEXT] = self.context(options)
+            event.setdefault("transaction", self.env.task)
+            exc_info = hint.get("exc_info") if hint else None
+            if exc_info and isinstance(exc_info[1], TaskTimeoutError):
+                # Group timeouts per task, not per the line the task happened to be on.
+                event["fingerprint"] = ["qtasks", "TaskTimeoutError", self.env.task]
+        return event
 
 
 def _may_send_arguments(options: dict[str, Any]) -> bool:
@@ -83,21 +99,3 @@ def _may_send_arguments(options: dict[str, Any]) -> bool:
     if has_data_collection is not None and has_data_collection(options):
         return bool((options.get("data_collection") or {}).get("queues"))
     return should_send_default_pii()
-
-
-def event_processor(info: TaskInfo) -> EventProcessor:
-    def process(event: Event, hint: Hint) -> Event:
-        with capture_internal_exceptions():
-            options = sentry_sdk.get_client().options
-            tags = event.setdefault("tags", {})
-            for key, value in info.tags().items():
-                tags.setdefault(key, value)
-            event.setdefault("contexts", {})[CONTEXT] = info.context(options)
-            event.setdefault("transaction", info.name)
-            exc_info = hint.get("exc_info") if hint else None
-            if exc_info and isinstance(exc_info[1], TaskTimeoutError):
-                # Group timeouts per task, not per the line the task happened to be on.
-                event["fingerprint"] = ["qtasks", "TaskTimeoutError", info.name]
-        return event
-
-    return process

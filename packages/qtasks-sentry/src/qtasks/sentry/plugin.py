@@ -18,6 +18,7 @@ active. What it does, in sentry-sdk's own queue integrations' terms:
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
@@ -27,11 +28,15 @@ from typing import TYPE_CHECKING, Any
 import sentry_sdk
 from sentry_sdk.scope import Scope, use_isolation_scope, use_scope
 from sentry_sdk.tracing_utils import has_tracing_enabled
-from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
+from sentry_sdk.utils import (
+    capture_internal_exception,
+    capture_internal_exceptions,
+    event_from_exception,
+)
 
 from qtasks import hookimpl
 from qtasks.sentry._propagation import BAGGAGE, SENTRY_TRACE, IncomingTrace, OutgoingHeaders
-from qtasks.sentry._task_info import TaskInfo, event_processor
+from qtasks.sentry._task_info import TaskInfo
 
 if TYPE_CHECKING:
     from sentry_sdk.client import BaseClient
@@ -164,7 +169,7 @@ class SentryPlugin:
             task_scope = Scope.get_current_scope()  # forked along with the isolation scope
         try:
             scope.clear_breadcrumbs()
-            scope.add_event_processor(event_processor(info))
+            scope.add_event_processor(info)
             # A worker in the producer's process (asyncio app) shares the root scopes with it, and
             # their span is whatever the producer was doing: the task starts from none.
             task_scope.span = None
@@ -255,7 +260,9 @@ def _exit_scopes(scope_exit: Any) -> None:
     """Restore the scopes a task's were forked from (as leaving `isolation_scope()` does)."""
     if isinstance(scope_exit, tuple):
         for var, token in zip(_SCOPE_VARS or (), scope_exit, strict=True):
-            with capture_internal_exceptions():  # a token of another context: reported
+            try:
                 var.reset(token)
+            except (LookupError, ValueError):  # a token of another context: reported
+                capture_internal_exception(sys.exc_info())
     else:
         scope_exit.__exit__(None, None, None)
