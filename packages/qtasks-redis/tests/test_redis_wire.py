@@ -13,6 +13,7 @@ import pytest
 import redis
 from redis_test_support import wait_for
 
+from qtasks.redis._script import ScriptCall
 from qtasks.redis._wire import QuickPool, QuickSyncPool
 from qtasks.redis.connection import POOL_SIZE, build_client
 
@@ -90,20 +91,43 @@ async def test_a_cancelled_call_does_not_leave_its_reply_to_the_next(redis_serve
         admin.close()
 
 
+async def _release_with_unread_reply(pool: QuickPool) -> Any:
+    """Put back a connection whose reply nobody read (a call cut between send and reply)."""
+    stale = await pool.get_connection()
+    await stale.send_command("ECHO", "stale")  # its reply is never read
+    for _ in range(500):  # until the reply is in (an event: the stream has bytes)
+        if await stale.can_read():
+            break
+        await asyncio.sleep(0.01)
+    await pool.release(stale)
+    return stale
+
+
 async def test_a_connection_with_an_unread_reply_is_not_handed_out(redis_server: Any) -> None:
     client = build_client(redis_server.url, True, 5.0)
     try:
         assert await client.ping()
-        pool = _pool(client)
-        stale = await pool.get_connection()
-        await stale.send_command("ECHO", "stale")  # its reply is never read
-        for _ in range(500):  # until the reply is in (an event: the stream has bytes)
-            if await stale.can_read():
-                break
-            await asyncio.sleep(0.01)
-        await pool.release(stale)
+        await _release_with_unread_reply(_pool(client))
         for i in range(5):
             assert await client.echo(f"mine{i}") == f"mine{i}".encode()
+    finally:
+        await client.aclose()
+
+
+async def test_script_calls_never_take_a_connection_with_an_unread_reply(
+    redis_server: Any,
+) -> None:
+    client = build_client(redis_server.url, True, 5.0)
+    try:
+        assert await client.ping()
+        pool = _pool(client)
+        stale = await _release_with_unread_reply(pool)
+        assert pool.take_idle() is None  # the step-free checkout leaves it to get_connection
+        assert pool._available_connections[-1] is stale
+        echo = ScriptCall(client, client.register_script("return ARGV[1]"), is_async=True)
+        for i in range(5):
+            assert await echo([], [f"mine{i}"]) == f"mine{i}".encode()
+        assert not pool._in_use_connections
     finally:
         await client.aclose()
 

@@ -56,6 +56,16 @@ class RedisComponent(Component):
         """A step that runs a protocol call (script name, keys, args)."""
         return self._script(*call)
 
+    def _call_flow(self, call: tuple[str, list[str], list[Any]]) -> Flow[Any]:
+        """A protocol call inside the caller's flow: on qtasks' own clients the script call's
+        steps go through the caller's driver, without a coroutine and a driver of their own."""
+        name, keys, args = call
+        script = self.connection.script(self.config.socket_timeout, name)
+        flow = getattr(script, "flow", None)
+        if flow is None:  # redis-py's script object, on a client the application passed in
+            return (yield partial(script, keys, args))
+        return (yield from flow(keys, args))
+
     def _batched(self, packer: Any, item: Any, key: tuple[str, str] | None = None) -> Any:
         """A step that sends `item` in the next shared round trip, merged with the other items
         of `packer` into one script call (see `_batch.py`); its reply is the item's own."""

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from qtasks._drive import Flow, run_async, run_sync
+from qtasks.redis._wire import checkout_flow, release_flow
 from redis.exceptions import NoScriptError, ResponseError
 
 
@@ -40,9 +41,10 @@ class ScriptCall:
         return self._script.script
 
     def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        return self._drive(self._call_flow(keys, args))
+        return self._drive(self.flow(keys, args))
 
-    def _call_flow(self, keys: list[Any], args: list[Any]) -> Flow[Any]:
+    def flow(self, keys: list[Any], args: list[Any]) -> Flow[Any]:
+        """The call as a flow, for a caller's flow to run in its own driver (`yield from`)."""
         try:
             return (yield from self._attempt_flow(keys, args))
         except NoScriptError:
@@ -52,7 +54,7 @@ class ScriptCall:
 
     def _attempt_flow(self, keys: list[Any], args: list[Any]) -> Flow[Any]:
         pool = self.client.connection_pool
-        connection = yield pool.get_connection
+        connection = yield from checkout_flow(pool)
         packed = connection.pack_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
 
         try:
@@ -64,15 +66,15 @@ class ScriptCall:
         except ResponseError:
             # An error reply (NOSCRIPT, OOM, a script error) is read whole: the connection is
             # in step and goes back to the pool.
-            yield partial(pool.release, connection)
+            yield from release_flow(pool, connection)
             raise
         except BaseException:
             # Interrupted between the send and the reply (a cancel, KeyboardInterrupt): the
             # reply would be read by the connection's next user.
             yield connection.disconnect
-            yield partial(pool.release, connection)
+            yield from release_flow(pool, connection)
             raise
-        yield partial(pool.release, connection)
+        yield from release_flow(pool, connection)
         return reply
 
 

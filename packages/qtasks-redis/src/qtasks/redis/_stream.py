@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from qtasks._drive import Flow
+from qtasks.redis._wire import checkout_flow, release_flow
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 Call = tuple[list[str], list[Any]]
@@ -57,7 +58,7 @@ def _one_connection_flow(
     sent: list[ScriptCall] = []
     replies: list[Any] = []
     calls = iter(calls)
-    connection = yield pool.get_connection
+    connection = yield from checkout_flow(pool)
     try:
         if streamed:
             for call in calls:
@@ -75,15 +76,15 @@ def _one_connection_flow(
                 replies.append(exc)
     except (ConnectionError, TimeoutError, OSError):
         yield connection.disconnect
-        yield partial(pool.release, connection)
+        yield from release_flow(pool, connection)
         # Re-sent whole, one call at a time with the client's own retry; the calls not built
         # yet are built now.
         return (yield from _one_by_one_flow([*sent, *calls]))
     except BaseException:
         yield connection.disconnect  # replies may be left unread
-        yield partial(pool.release, connection)
+        yield from release_flow(pool, connection)
         raise
-    yield partial(pool.release, connection)
+    yield from release_flow(pool, connection)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
         # The script is gone (restart, SCRIPT FLUSH): its object loads it and runs the call.

@@ -37,10 +37,11 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from queue import Empty, Full
 from typing import Any
 
+from qtasks._drive import Flow
 from qtasks.redis._reads import QuickReads
 from redis import BlockingConnectionPool as SyncBlockingPool
 from redis import Redis as SyncRedis
@@ -136,6 +137,38 @@ async def _dirty(connection: Any) -> bool:
         return True
 
 
+def _dirty_now(connection: Any) -> bool | None:
+    """`_dirty` run to its end at once, which redis-py's test allows (it never suspends); None
+    if it did suspend, and then the caller awaits `_dirty` instead."""
+    check = connection.can_read()
+    try:
+        check.send(None)
+    except StopIteration as done:
+        return bool(done.value)
+    except (OSError, ConnectionError):
+        return True
+    check.close()
+    return None
+
+
+def checkout_flow(pool: Any) -> Flow[Any]:
+    """A connection from `pool`: an idle one straight away when the pool has `take_idle` (no
+    step, so no coroutine to make and await), else through its `get_connection`."""
+    take_idle = getattr(pool, "take_idle", None)
+    if take_idle is not None:
+        connection = take_idle()
+        if connection is not None:
+            return connection
+    return (yield pool.get_connection)
+
+
+def release_flow(pool: Any, connection: Any) -> Flow[None]:
+    """`connection` back to `pool`, straight away when its `give_back` can."""
+    give_back = getattr(pool, "give_back", None)
+    if give_back is None or not give_back(connection):
+        yield partial(pool.release, connection)
+
+
 def _needs_reconnect(connection: Any) -> bool:
     check = getattr(connection, "should_reconnect", None)
     return bool(check()) if check is not None else False
@@ -149,6 +182,29 @@ class QuickPool(BlockingConnectionPool):
         super().__init__(*args, **kwargs)
         self._queued = 0  # callers inside redis-py's checkout, maybe waiting for a connection
         self._quick: set[int] = set()  # ids of connections handed out by the quick path
+
+    def take_idle(self) -> Any:
+        """`get_connection`'s quick path without awaiting anything: an idle, connected, clean
+        connection, or None (then `get_connection` decides, and repairs a stale one)."""
+        idle = self._available_connections
+        if not idle or self._queued or getattr(self, "_in_maintenance", False):
+            return None
+        connection = idle[-1]
+        if not connection.is_connected or _dirty_now(connection) is not False:
+            return None
+        idle.pop()
+        self._in_use_connections.add(connection)
+        self._quick.add(id(connection))
+        return connection
+
+    def give_back(self, connection: Any) -> bool:
+        """`release`'s quick path without awaiting anything; False when it needs `release`."""
+        if id(connection) not in self._quick or self._queued or _needs_reconnect(connection):
+            return False
+        self._quick.discard(id(connection))
+        self._in_use_connections.discard(connection)
+        self._available_connections.append(connection)
+        return True
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         idle = self._available_connections
@@ -171,20 +227,18 @@ class QuickPool(BlockingConnectionPool):
             self._queued -= 1
 
     async def release(self, connection: Any) -> None:
+        if self.give_back(connection):
+            return
         if id(connection) not in self._quick:
             await super().release(connection)
             return
         self._quick.discard(id(connection))
-        if self._queued or _needs_reconnect(connection):
-            async with self._condition:
-                self._in_use_connections.discard(connection)
-                if _needs_reconnect(connection):
-                    await connection.disconnect()
-                self._available_connections.append(connection)
-                self._condition.notify()
-            return
-        self._in_use_connections.discard(connection)
-        self._available_connections.append(connection)
+        async with self._condition:  # a caller waits, or the connection must reconnect
+            self._in_use_connections.discard(connection)
+            if _needs_reconnect(connection):
+                await connection.disconnect()
+            self._available_connections.append(connection)
+            self._condition.notify()
 
 
 class QuickSyncPool(SyncBlockingPool):

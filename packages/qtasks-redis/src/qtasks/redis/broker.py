@@ -155,7 +155,7 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
             return self.protocol.enqueue([(e, data, to_mapping(task)) for e, data, task in chunk])
 
         if len(items) <= STREAM_CHUNK:
-            reply = yield from guarded(self._step_flow(self._call(call(items))), "enqueue")
+            reply = yield from guarded(self._call_flow(call(items)), "enqueue")
             return [bool(int(x)) for x in reply]
         # A bulk enqueue, already validated whole: its calls are built while Redis runs the
         # ones before (see `_stream.py`).
