@@ -388,12 +388,12 @@ def table(res: Results, peers: list[str]) -> str:
         )
     out.append("")
     out += [
-        "| sync tasks | qtasks SyncThreadWorker | Dramatiq (8 threads) | ratio |",
+        "| sync app | qtasks (sync app, SyncThreadWorker) | Dramatiq (8 threads) | ratio |",
         "|---|---|---|---|",
     ]
     for label, kind in (
         ("end to end, tasks/s", "e2e"),
-        ("enqueue, one call each, tasks/s", "enqueue"),
+        ("enqueue, one call each (no worker), tasks/s", "enqueue"),
         ("drain, tasks/s", "drain"),
     ):
         qs, dq = res.median(f"{kind}/qtasks-sync"), res.median(f"{kind}/dramatiq")
