@@ -2,8 +2,8 @@
 
 redis-py's asyncio connection wraps every read in `asyncio.timeout(socket_timeout)`: a timeout
 object, a timer handle pushed on the event loop's heap and cancelled after the reply, and an
-event loop that then wakes with a timeout to compute. On an enqueue that was about 14 us of 80
-of the producer's CPU (measured against the same reads without a timeout).
+event loop that then wakes with a timeout to compute. The producer's CPU per awaited enqueue
+went from about 84 to 72 us with the timer below (70-75 us with no read timeout at all).
 
 Here each connection keeps one `ReadDeadline`. A read sets the deadline and the reading task
 (an attribute write); a timer runs only when none is pending, at the deadline it was set for,
