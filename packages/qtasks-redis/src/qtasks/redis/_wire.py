@@ -207,19 +207,17 @@ class QuickPool(BlockingConnectionPool):
         return True
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = self.take_idle()
+        if connection is not None:
+            return connection
         idle = self._available_connections
         if idle and not self._queued and not getattr(self, "_in_maintenance", False):
-            connection = idle[-1]
-            if connection.is_connected:
-                if not await _dirty(connection):
-                    idle.pop()
-                    self._in_use_connections.add(connection)
-                    self._quick.add(id(connection))
-                    return connection
+            top = idle[-1]
+            if top.is_connected and await _dirty(top):
                 # Closed, or holding a reply nobody read: dropped, and redis-py's path below
                 # reconnects it (redis-py 8.1's own test is off while maintenance notifications
                 # are "auto", its default, and it would hand the stale reply to the next call).
-                await connection.disconnect()
+                await top.disconnect()
         self._queued += 1
         try:
             return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
