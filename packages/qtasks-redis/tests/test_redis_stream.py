@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from qtasks import QueueTasks
+from qtasks import QueueTasks, hookimpl
 from qtasks.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks.exc import SerializationError
 from qtasks.redis.broker import STREAM_CHUNK
@@ -90,6 +90,36 @@ async def test_a_streamed_bulk_enqueue_keeps_every_task_in_order(
     tasks = await bulk(flavour, redis_server.url)
     assert [t.args for t in tasks] == [(i,) for i in range(N)]
     assert queued_in_order(redis_server.url) == list(range(N))
+
+
+class TagRecords:
+    @hookimpl
+    def broker_add_before(self, model: Any) -> dict[str, Any]:
+        return {"model": model.evolve(extra={**model.extra, "tagged": model.args[0]})}
+
+
+@pytest.mark.parametrize("plugin", [False, True], ids=["made-while-streaming", "made-first"])
+async def test_a_streamed_bulk_returns_the_records_it_stored(
+    flavour: str, plugin: bool, redis_server: Any
+) -> None:
+    # Without a plugin on the record, each record is made as its call is built; with one,
+    # before anything is written. Either way the caller gets the stored records, in order.
+    app: Any = (AsyncQueueTasks if flavour == "async" else QueueTasks)(
+        name="stream", broker_url=redis_server.url)
+    if plugin:
+        app.add_plugin(TagRecords())
+    calls = [("t", (i,)) for i in range(N)]
+    if flavour == "async":
+        tasks = await app.add_tasks(calls)
+        stored = [await app.get(t.uuid) for t in tasks[:: STREAM_CHUNK - 1]]
+    else:
+        tasks = await asyncio.to_thread(app.add_tasks, calls)
+        stored = [app.get(t.uuid) for t in tasks[:: STREAM_CHUNK - 1]]
+    assert [t.args for t in tasks] == [(i,) for i in range(N)]
+    assert stored == tasks[:: STREAM_CHUNK - 1]
+    assert all(t._app is app for t in tasks)
+    tags = [t.extra.get("tagged") for t in stored]
+    assert tags == ([t.args[0] for t in stored] if plugin else [None] * len(stored))
 
 
 async def test_a_script_missing_from_redis_is_loaded_and_its_calls_sent_again(

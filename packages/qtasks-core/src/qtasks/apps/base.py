@@ -155,27 +155,23 @@ class BaseQueueTasks(TaskRegistrar):
             definition.check_arguments(args, kwargs)
         if priority is None:
             priority = definition.priority if definition else self.config.task_default_priority
-        values: dict[str, Any] = {
-            "task_name": task_name,
-            "priority": priority,
-            "args": args,
-            "kw": kwargs,
-            "extra": dict(extra or {}),
-            "headers": dict(headers or {}),
-            "eta": eta,
-        }
         if self.plugins.wants("qtasks_add_task_before_broker"):
             values = yield from self.plugins.app(
-                "qtasks_add_task_before_broker", **{"qtasks": self, "broker": self.broker, **values}
+                "qtasks_add_task_before_broker", qtasks=self, broker=self.broker,
+                task_name=task_name, priority=priority, args=args, kw=kwargs,
+                extra=dict(extra or {}), headers=dict(headers or {}), eta=eta,
             )
+            task_name, priority, args, kwargs = (
+                values["task_name"], values["priority"], values["args"], values["kw"])
+            extra, headers, eta = values["extra"], values["headers"], values["eta"]
         return self.broker.make_envelope(
-            values["task_name"],
-            values["priority"],
-            values["extra"],
-            values["args"],
-            values["kw"],
-            eta=values["eta"],
-            headers=values["headers"],
+            task_name,
+            priority,
+            extra,
+            args,
+            kwargs,
+            eta=eta,
+            headers=headers,
             queue=queue or (definition.queue if definition else None),
             retry=definition.retry if definition else None,
         )

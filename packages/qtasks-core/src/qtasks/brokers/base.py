@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from qtasks.storages.base import BaseStorage
 
 CancelListener = Callable[[str, "str | None"], None]
+Staged = tuple[Envelope, bytes, "Task | None"]
+"""A validated task on its way into a broker: envelope, payload, and its record, or None when no
+plugin looked at it first (the broker makes it with `new_record` as it writes)."""
 
 
 class BaseBroker(Component):
@@ -114,8 +117,11 @@ class BaseBroker(Component):
 
     # A broker whose primitives are themselves flows overrides these to run them as steps of
     # the caller's flow: one driver per call instead of two (they are on every task's path).
-    def _enqueue_steps(self, items: list[tuple[Envelope, bytes, Task]]) -> Flow[Any]:
-        return (yield partial(self._enqueue, items))
+    def _enqueue_steps(self, items: list[Staged]) -> Flow[list[Task]]:
+        """`_enqueue` with the records not made yet made first; -> every item's record."""
+        written = [(env, payload, model or new_record(env)) for env, payload, model in items]
+        yield partial(self._enqueue, written)
+        return [model for _, _, model in written]
 
     def _finish_steps(self, delivery: Delivery, mapping: dict[str, str]) -> Flow[Any]:
         return (yield partial(self._finish, delivery, mapping))
@@ -182,14 +188,19 @@ class BaseBroker(Component):
         )
 
     def _add_many_flow(self, envelopes: list[Envelope]) -> Flow[list[Task]]:
-        items: list[tuple[Envelope, bytes, Task]] = []
+        items: list[Staged] = []
         plugins = self.plugins
         # Triggers nobody listens to are skipped before their arguments are built (hot path).
         before = plugins.wants("broker_add_before")
+        # Records no plugin sees before the write are made as they are written: a streaming
+        # broker makes a bulk's records while Redis files the ones before (`_enqueue_steps`).
+        hooked = before or plugins.wants("storage_add")
         max_bytes = self.config.max_payload_bytes
-        app = self.storage.app
         for env in envelopes:
             payload = encode(env, max_bytes)  # typed error, nothing written
+            if not hooked:
+                items.append((env, payload, None))
+                continue
             model = new_record(env)
             if before:
                 model = (
@@ -198,15 +209,17 @@ class BaseBroker(Component):
                     )
                 )["model"]
             _, model = yield from self.storage.prepare_add(env.id, model)
-            model._app = app
             items.append((env, payload, model))
-        yield from self._enqueue_steps(items)
+        models = yield from self._enqueue_steps(items)
+        app = self.storage.app
+        for model in models:
+            model._app = app
         if plugins.wants("broker_add_after"):
-            for _, _, model in items:
+            for model in models:
                 yield from plugins.broker(
                     "broker_add_after", broker=self, storage=self.storage, model=model
                 )
-        return [model for _, _, model in items]
+        return models
 
     def _add_flow(self, envelope: Envelope) -> Flow[Task]:
         return (yield from self._add_many_flow([envelope]))[0]

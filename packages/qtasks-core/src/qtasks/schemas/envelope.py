@@ -116,9 +116,46 @@ def dumps(value: Any, what: str = "value") -> str:
         raise SerializationError(f"{what} is not JSON-serialisable: {exc}") from None
 
 
+_quote = json.encoder.encode_basestring
+
+
+def _finite(value: Any) -> bool:
+    return type(value) is float and math.isfinite(value)
+
+
+def _json_text(e: Envelope, what: str) -> str:
+    """The envelope as JSON, with only its arguments, headers and extras going through the
+    encoder (in one call): the fixed fields are formatted here, in half the time of encoding
+    them, paid on every enqueue. A field not of its plain type (an int subclass's repr is no
+    JSON number) takes the encoder, which also raises the errors."""
+    if not (type(e.id) is type(e.task) is type(e.queue) is str and type(e.priority) is int
+            and _finite(e.created_at) and (e.eta is None or _finite(e.eta))
+            and type(e.attempt) is int and (e.retry is None or type(e.retry) is int)
+            and (e.parent is None or type(e.parent) is str)):
+        return dumps(e.to_dict(), what)
+    text = (f'{{"v":{ENVELOPE_VERSION},"id":{_quote(e.id)},"task":{_quote(e.task)},'
+            f'"priority":{e.priority},"queue":{_quote(e.queue)},"created_at":{e.created_at!r}')
+    if e.eta is not None:
+        text += f',"eta":{e.eta!r}'
+    if e.attempt:
+        text += f',"attempt":{e.attempt}'
+    if e.retry is not None:
+        text += f',"retry":{e.retry}'
+    if e.parent is not None:
+        text += f',"parent":{_quote(e.parent)}'
+    if not (e.args or e.kwargs or e.headers or e.extra):
+        return text + ',"args":[],"kwargs":{}}'
+    rest: dict[str, Any] = {"args": e.args, "kwargs": e.kwargs}
+    if e.headers:
+        rest["headers"] = e.headers
+    if e.extra:
+        rest["extra"] = e.extra
+    return text + "," + dumps(rest, what)[1:]
+
+
 def encode(envelope: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> bytes:
     """Envelope to bytes; `PayloadTooLargeError` past `max_bytes`, before anything is written."""
-    data = dumps(envelope.to_dict(), f"arguments of task {envelope.task!r}").encode()
+    data = _json_text(envelope, f"arguments of task {envelope.task!r}").encode()
     if len(data) > max_bytes:
         raise PayloadTooLargeError(
             f"task {envelope.task!r} encodes to {len(data)} bytes, over the {max_bytes}-byte cap"

@@ -10,10 +10,11 @@ import time
 import uuid as uuidlib
 import warnings
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from qtasks._drive import Flow
-from qtasks.brokers.base import AsyncBroker, BaseBroker, SyncBroker
+from qtasks.brokers.base import AsyncBroker, BaseBroker, Staged, SyncBroker
 from qtasks.exc import ConfigError, DecodeError
 from qtasks.redis._admin import BrokerAdmin
 from qtasks.redis._cancel import CancelListener
@@ -33,7 +34,7 @@ from qtasks.redis.keys import BrokerKeys
 from qtasks.redis.protocol import Call, Protocol, ms, parse_meta
 from qtasks.schemas.delivery import DeadEntry, Delivery
 from qtasks.schemas.envelope import Envelope, decode, sample
-from qtasks.schemas.task import Task, to_mapping
+from qtasks.schemas.task import Task, new_record, to_mapping
 from redis.exceptions import NoScriptError
 
 REAP_BATCH = 500
@@ -142,23 +143,32 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
 
     # -- enqueue ----------------------------------------------------------------------------
     def _enqueue(self, items: list[tuple[Envelope, bytes, Task]]) -> Any:
-        return self._run(self._enqueue_flow(items))
+        return self._run(self._enqueue_flow(items, []))
 
-    def _enqueue_steps(self, items: list[tuple[Envelope, bytes, Task]]) -> Flow[list[bool]]:
-        return self._enqueue_flow(items)
+    def _enqueue_steps(self, items: list[Staged]) -> Flow[list[Task]]:
+        records: list[Task] = []
+        yield from self._enqueue_flow(items, records)
+        return records
 
-    def _enqueue_flow(self, items: list[tuple[Envelope, bytes, Task]]) -> Flow[list[bool]]:
+    def _enqueue_flow(self, items: Sequence[Staged], records: list[Task]) -> Flow[list[bool]]:
+        """Write `items`, appending their records to `records` (a missing one is made as its
+        call is built); -> whether each was created (an existing id is skipped)."""
         if not items:
             return []
 
-        def call(chunk: list[tuple[Envelope, bytes, Task]]) -> Call:
-            return self.protocol.enqueue([(e, data, to_mapping(task)) for e, data, task in chunk])
+        def call(chunk: Sequence[Staged]) -> Call:
+            mapped = []
+            for env, payload, staged in chunk:
+                model = new_record(env) if staged is None else staged
+                records.append(model)
+                mapped.append((env, payload, to_mapping(model)))
+            return self.protocol.enqueue(mapped)
 
         if len(items) <= STREAM_CHUNK:
             reply = yield from guarded(self._call_flow(call(items)), "enqueue")
             return [bool(int(x)) for x in reply]
-        # A bulk enqueue, already validated whole: its calls are built while Redis runs the
-        # ones before (see `_stream.py`).
+        # A bulk enqueue, already validated whole: its calls (and records) are made while
+        # Redis runs the ones before (see `_stream.py`).
         script = self.connection.script(self.config.socket_timeout, "ENQUEUE")
         chunks = (items[i : i + STREAM_CHUNK] for i in range(0, len(items), STREAM_CHUNK))
         calls = (call(chunk)[1:] for chunk in chunks)
