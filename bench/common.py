@@ -100,6 +100,35 @@ def wait_mark(client: Any, want: int, timeout: float = 300) -> None:
             return
 
 
+CPU_PARTS = ("producer", "worker", "redis")
+
+
+def cpu_seconds(client: Any) -> tuple[float, float, float] | None:
+    """CPU seconds used so far by this process, the worker (`BENCH_WORKER_PID`, set by
+    `run.py`) and Redis; None without a worker pid or `/proc`."""
+    pid = os.environ.get("BENCH_WORKER_PID")
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return None
+    worker = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    info = client.info("cpu")
+    return time.process_time(), worker, info["used_cpu_user"] + info["used_cpu_sys"]
+
+
+def cpu_per_task(
+    before: tuple[float, float, float] | None, after: tuple[float, float, float] | None, n: int
+) -> dict[str, float]:
+    """Microseconds of CPU per task of the producer, the worker and Redis, and their total: on
+    this two-core machine, where end to end is CPU-bound, steadier than the rate."""
+    if before is None or after is None:
+        return {}
+    out = {part: (b - a) / n * 1e6 for part, a, b in zip(CPU_PARTS, before, after, strict=True)}
+    out["total"] = sum(out.values())
+    return out
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:

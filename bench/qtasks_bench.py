@@ -129,13 +129,15 @@ async def _e2e_async(url: str, variant: str) -> dict[str, Any]:
     for _ in range(low):
         await app.add_task("incr")
     common.wait_mark(client, low)
+    cpu = common.cpu_seconds(client)
     start = time.perf_counter()
     for _ in range(common.N):
         await app.add_task("incr")
     enqueued = time.perf_counter() - start
     common.wait_mark(client, high)
     total = time.perf_counter() - start
-    return {"rate": common.N / total, "enqueue_rate": common.N / enqueued}
+    return {"rate": common.N / total, "enqueue_rate": common.N / enqueued,
+            "cpu_us": common.cpu_per_task(cpu, common.cpu_seconds(client), common.N)}
 
 
 def _e2e_sync(url: str) -> dict[str, Any]:
@@ -145,13 +147,15 @@ def _e2e_sync(url: str) -> dict[str, Any]:
     for _ in range(low):
         app.add_task("incr")
     common.wait_mark(client, low)
+    cpu = common.cpu_seconds(client)
     start = time.perf_counter()
     for _ in range(common.N):
         app.add_task("incr")
     enqueued = time.perf_counter() - start
     common.wait_mark(client, high)
     total = time.perf_counter() - start
-    return {"rate": common.N / total, "enqueue_rate": common.N / enqueued}
+    return {"rate": common.N / total, "enqueue_rate": common.N / enqueued,
+            "cpu_us": common.cpu_per_task(cpu, common.cpu_seconds(client), common.N)}
 
 
 async def _enqueue(url: str) -> dict[str, Any]:

@@ -217,6 +217,7 @@ class Runner:
             self.producer(framework, "fill", variant, env)
         worker = self.start_worker(framework, variant, env)
         try:
+            env = {**self.env_for(framework, env), "BENCH_WORKER_PID": str(worker.pid)}
             return self.producer(framework, command, variant, env)
         finally:
             self.stop_worker(worker)
@@ -282,10 +283,13 @@ def plan(runner: Runner, peers: list[str]) -> list[tuple[str, Callable[[], dict[
         steps.append((f"ceiling/{command}", lambda c=command: runner.ceiling(c)))
     for fw in [*ours, *peers]:
         steps.append((f"e2e/{fw}", lambda fw=fw: runner.with_worker(fw, "e2e")))
-    for variant in ("sync", "otel", "sentry-sdk", "sentry"):
-        steps.append(
-            (f"e2e/qtasks-{variant}", lambda v=variant: runner.with_worker("qtasks", "e2e", v))
-        )
+    # Each variant beside a run without it; the Sentry SDK alone and with `SentryPlugin` back to
+    # back, since the plugin is judged against the SDK alone (the table pairs them per round).
+    for variants in (["sync"], ["otel"], ["sentry-sdk", "sentry"]):
+        for variant in variants:
+            steps.append(
+                (f"e2e/qtasks-{variant}", lambda v=variant: runner.with_worker("qtasks", "e2e", v))
+            )
         steps.append(("e2e/qtasks", lambda: runner.with_worker("qtasks", "e2e")))
     if Base.src is not None:
         steps.append(
@@ -324,6 +328,46 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 def mib(value: int | None) -> str:
     return fmt(None if value is None else value / 2**20, " MiB")
+
+
+def cpu_total(res: Results, key: str) -> float | None:
+    """Median CPU per task, in us, of producer, worker and Redis over the runs of `key`."""
+    runs = [v["cpu_us"]["total"] for v in res.values.get(key, []) if v.get("cpu_us")]
+    return statistics.median(runs) if runs else None
+
+
+def change(new: float | None, old: float | None) -> str:
+    return f"{100 * (new / old - 1):+.1f}%" if new and old else "-"
+
+
+def plugin_rows(res: Results) -> list[str]:
+    """End to end with each plugin: the rate, and the CPU per task of the three processes (the
+    machine is CPU-bound end to end; a rate moves 10-30 % between runs here, CPU much less)."""
+    base, base_cpu = res.median("e2e/qtasks"), cpu_total(res, "e2e/qtasks")
+    out = [
+        "| plugins (end to end) | tasks/s | vs without | CPU per task (producer + worker + "
+        "Redis) | vs without |",
+        "|---|---|---|---|---|",
+        f"| none | {fmt(base)} | - | {fmt(base_cpu, ' us')} | - |",
+    ]
+    for variant in ("otel", "sentry-sdk", "sentry"):
+        key = f"e2e/qtasks-{variant}"
+        rate, cpu = res.median(key), cpu_total(res, key)
+        out.append(f"| {variant} | {fmt(rate)} | {change(rate, base)} | {fmt(cpu, ' us')} | "
+                   f"{change(cpu, base_cpu)} |")
+    sdk_runs = [v["rate"] for v in res.values.get("e2e/qtasks-sentry-sdk", [])]
+    plugin_runs = [v["rate"] for v in res.values.get("e2e/qtasks-sentry", [])]
+    if sdk_runs and plugin_runs:
+        sdk, plugin = statistics.median(sdk_runs), statistics.median(plugin_runs)
+        # The two run back to back in each round: the ratio within a round is spared the
+        # drift between rounds.
+        paired = statistics.median(p / s for p, s in zip(plugin_runs, sdk_runs, strict=False))
+        sdk_cpu, plugin_cpu = cpu_total(res, "e2e/qtasks-sentry-sdk"), cpu_total(
+            res, "e2e/qtasks-sentry")
+        out.append(
+            f"| SentryPlugin over sentry-sdk alone | | {change(plugin, sdk)} (back to back per "
+            f"round: {100 * (paired - 1):+.1f}%) | | {change(plugin_cpu, sdk_cpu)} |")
+    return out
 
 
 def table(res: Results, peers: list[str]) -> str:
@@ -400,19 +444,7 @@ def table(res: Results, peers: list[str]) -> str:
         ratio = f"{qs / dq:.2f}x" if qs and dq else "-"
         out.append(f"| {label} | {fmt(qs)} | {cell(kind + '/dramatiq')} | {ratio} |")
     out.append("")
-    base = res.median("e2e/qtasks")
-    out += [
-        "| plugins (end to end) | tasks/s | vs without |",
-        "|---|---|---|",
-        f"| none | {fmt(base)} | - |",
-    ]
-    for variant in ("otel", "sentry-sdk", "sentry"):
-        v = res.median(f"e2e/qtasks-{variant}")
-        delta = f"{100 * (v / base - 1):+.1f}%" if v and base else "-"
-        out.append(f"| {variant} | {cell('e2e/qtasks-' + variant)} | {delta} |")
-    sdk, plugin = res.median("e2e/qtasks-sentry-sdk"), res.median("e2e/qtasks-sentry")
-    if sdk and plugin:
-        out.append(f"| SentryPlugin over sentry-sdk alone | | {100 * (plugin / sdk - 1):+.1f}% |")
+    out += plugin_rows(res)
     if any(k.endswith("/qtasks-base") for k in res.values):
         out += [
             "",
