@@ -46,7 +46,7 @@ class QueueTasks(BaseQueueTasks):
 
     async def add_tasks(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> list[Task]:
         """Bulk enqueue: every call is validated before anything is written, then written in
-        one broker round trip (or, with qtasks-redis, streamed calls of 100)."""
+        one broker round trip (or, with qtasks-redis, streamed calls of 50)."""
         return await run_async(self._bulk_flow(calls))
 
     async def get(self, uuid: Any) -> Task | None:

@@ -46,7 +46,7 @@ class QueueTasks(BaseQueueTasks):
     def add_tasks(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> list[Task]:
         """Bulk enqueue: `app.add_tasks([t(1), t(2)])` or tuples `(name, args, kwargs,
         priority)`. Every call is validated before anything is written, then written in one
-        broker round trip (or, with qtasks-redis, streamed calls of 100)."""
+        broker round trip (or, with qtasks-redis, streamed calls of 50)."""
         return run_sync(self._bulk_flow(calls))
 
     def get(self, uuid: Any) -> Task | None:

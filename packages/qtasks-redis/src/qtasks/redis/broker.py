@@ -38,7 +38,7 @@ from qtasks.schemas.task import Task, new_record, to_mapping
 from redis.exceptions import NoScriptError
 
 REAP_BATCH = 500
-STREAM_CHUNK = 100
+STREAM_CHUNK = 50
 """Tasks per ENQUEUE call of a bulk enqueue; larger ones are streamed in calls of this size."""
 SPENT_BATCH = 64
 MIN_BLOCK = 0.01
