@@ -35,6 +35,7 @@ from sentry_sdk.utils import (
 )
 
 from qtasks import hookimpl
+from qtasks.schemas.task import id_text
 from qtasks.sentry._propagation import BAGGAGE, SENTRY_TRACE, IncomingTrace, OutgoingHeaders
 from qtasks.sentry._task_info import TaskInfo
 
@@ -141,7 +142,7 @@ class SentryPlugin:
         Scope.get_isolation_scope().add_breadcrumb({
             "category": "qtasks", "type": "info", "level": "info",
             "message": f"enqueued {model.task_name}",
-            "data": {"task_name": model.task_name, "task_id": str(model.uuid),
+            "data": {"task_name": model.task_name, "task_id": id_text(model),
                      "queue": model.queue, "priority": model.priority,
                      "attempt": model.attempt}})
 
