@@ -107,10 +107,12 @@ def cpu_seconds(client: Any) -> tuple[float, float, float] | None:
     """CPU seconds used so far by this process, the worker (`BENCH_WORKER_PID`, set by
     `run.py`) and Redis; None without a worker pid or `/proc`."""
     pid = os.environ.get("BENCH_WORKER_PID")
+    if not pid:
+        return None
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
+    except OSError:
         return None
     worker = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     info = client.info("cpu")

@@ -107,6 +107,8 @@ class Level(enum.IntEnum):
 
 
 def test_fields_not_of_their_plain_type_take_the_encoder() -> None:
+    # Formatted directly, a bool would be `True` (no JSON); the encoder writes `true`.
+    assert json.loads(encode(Envelope(id="a", task="t", priority=True)))["priority"] is True
     assert json.loads(encode(Envelope(id="a", task="t", priority=Level.HIGH)))["priority"] == 2
     for bad in (Envelope(id="a", task="t", eta=float("nan")),
                 Envelope(id="a", task="t", created_at=float("inf"))):
