@@ -3,12 +3,16 @@ with a freed slot."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
+from functools import partial
 from typing import Any
 
 import pytest
 from redis_test_support import sync_app, wait_for
 
+from qtasks import hookimpl
+from qtasks._drive import Pending, resume_parked, run_parking
 from qtasks.redis import _batch
 from qtasks.redis._batch import SUPERSEDED, SyncBatcher
 
@@ -140,6 +144,73 @@ def test_a_mark_behind_is_dropped_when_its_final_write_joins_the_batch(
     assert pipeline.sent == [["a"], ["final"]]
     assert sync.reply(mark) == SUPERSEDED
     assert out["final"] == "ok:final"
+
+
+def test_a_parked_write_frees_its_thread_and_its_sender_hands_it_back(
+    batcher: tuple[SyncBatcher, GatedPipeline, list[str]],
+) -> None:
+    sync, pipeline, woken = batcher
+    out: dict[str, Any] = {}
+    leader = call_in_thread(sync, "a", out)
+    pipeline.wait_round(1)
+
+    def final_write() -> Any:
+        return (yield partial(sync.submit, pack, "final", ("final", "t1")))
+
+    flow = final_write()
+    handed: list[tuple[str, Pending]] = []
+    park = lambda pending: handed.append((threading.current_thread().name, pending))  # noqa: E731
+    # Behind "a": the flow parks and this thread is free at once (no sleeper, no lock held).
+    assert run_parking(flow, park) == (False, None)
+    pipeline.gates[0].set()
+    pipeline.wait_round(2)  # the leader sends what queued behind it
+    assert pipeline.sent[1] == ["final"]
+    pipeline.gates[1].set()
+    leader.join(10)
+    assert [name for name, _ in handed] == [leader.name]  # handed back by the sender, once
+    assert resume_parked(flow, park, handed[0][1]) == (True, "ok:final")
+    assert woken == []  # nobody slept
+
+
+def test_each_sync_task_runs_in_its_own_context_to_after_its_final_write(
+    redis_url: str,
+) -> None:
+    # Flows park on their final writes and are finished by whichever pool thread comes next:
+    # a value a plugin sets before the task must still be there after the write, and a value a
+    # task body sets must not reach the next task on that thread.
+    app = sync_app(redis_url, name="contexts", max_tasks_process=4)
+    current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="")
+    body_var: contextvars.ContextVar[str] = contextvars.ContextVar("body_var", default="")
+    seen_after: dict[str, str] = {}
+    leaked: list[str] = []
+
+    class Tag:
+        @hookimpl
+        def worker_execute_before(self, task_broker: Any) -> None:
+            current.set(task_broker.id)
+
+        @hookimpl
+        def worker_task_success(self, task_broker: Any) -> None:
+            seen_after[task_broker.id] = current.get()
+
+    app.add_plugin(Tag())
+
+    @app.task(name="touch")
+    def touch(n: int) -> None:
+        if body_var.get():
+            leaked.append(body_var.get())
+        body_var.set(f"task {n}")
+
+    ids = [str(t.uuid) for t in app.add_tasks([("touch", (n,)) for n in range(300)])]
+    worker: Any = app.worker
+    app.start()
+    try:
+        wait_for(lambda: len(seen_after) == len(ids), what="every task's success trigger")
+    finally:
+        app.stop()
+    assert seen_after == {task_id: task_id for task_id in ids}
+    assert leaked == []
+    assert worker.processed == len(ids)
 
 
 def test_a_freed_slot_runs_the_next_buffered_task_on_its_own_thread(redis_url: str) -> None:

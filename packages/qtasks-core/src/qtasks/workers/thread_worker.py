@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
+from collections import deque
 from functools import partial
 from typing import Any, ClassVar
 
-from qtasks._drive import run_sync
+from qtasks._drive import Flow, Pending, resume_parked, run_parking, run_sync
 from qtasks._periodic import ThreadPeriodic
 from qtasks._pool import DaemonThreadPool
 from qtasks.exc import TaskCancelError
@@ -16,9 +18,35 @@ from qtasks.schemas.delivery import Delivery
 from qtasks.workers.base import BaseWorker, Running
 
 
+class _TaskFlow:
+    """A task's flow between its steps: its own context, so a flow parked on its final write
+    and resumed by another pool thread sees the context variables it set (plugins' scopes)."""
+
+    __slots__ = ("context", "flow", "inside", "running", "settled")
+
+    def __init__(self, running: Running, flow: Flow[None], context: contextvars.Context) -> None:
+        self.running = running
+        self.flow = flow
+        self.context = context
+        self.inside = False
+        """A thread is driving the flow (its context is entered there)."""
+        self.settled: Pending | None = None
+        """(Under the worker's lock) the reply that came in before the parking thread left the
+        flow's context: that thread resumes the flow itself (a context is entered by one
+        thread at a time)."""
+
+
+Work = Running | tuple[_TaskFlow, Pending]
+"""What a pool thread runs next: a task to start, or a parked flow whose reply is in."""
+
+
 class SyncThreadWorker(BaseWorker):
     is_async: ClassVar[bool] = False
     task_executor: type[Any] = SyncTaskExecutor
+    # A pool thread does not wait for a task's final write: the flow parks on the write's reply
+    # and the thread runs the next task; the thread that brings the reply in (the round trip's
+    # sender) queues the flow to be finished by whichever pool thread comes next.
+    frees_slot_before_final_write = True
 
     def __init__(self, name: str = "QueueTasks", broker: Any = None, **kwargs: Any) -> None:
         super().__init__(name=name, broker=broker, **kwargs)
@@ -27,11 +55,15 @@ class SyncThreadWorker(BaseWorker):
         self._listeners: list[threading.Thread] = []
         self._periodic: list[ThreadPeriodic] = []
         self._idle = threading.Condition()
+        self._context = contextvars.Context()
+        self._ready: deque[tuple[_TaskFlow, Pending]] = deque()
+        """(Under the lock) parked flows whose reply is in, for the next pool thread."""
+        self._looping = 0
+        """(Under the lock) pool threads in `_run`, which take `_ready` before they return."""
 
     # -- flavour hooks --------------------------------------------------------------------------
     def _start_delivery(self, running: Running) -> None:
-        assert self._pool is not None
-        self._pool.submit(self._run, running)
+        self._submit(running)
 
     def _signal_capacity(self) -> None:
         with self._capacity:
@@ -64,25 +96,104 @@ class SyncThreadWorker(BaseWorker):
             raise TaskCancelError(running.cancelled)
         return result
 
-    def _run(self, running: Running) -> None:
-        # The thread that frees a slot runs the next buffered task itself: no hand-off to
-        # another pool thread (a queue put, a wake-up and a GIL switch per task).
+    def _executed(self, delivery: Delivery) -> None:
+        # The execution slot is free, and the next task starts on this thread once the final
+        # write is sent or parked (`_next`): no hand-off to another pool thread. The task's
+        # lease still counts toward the claim limit until its write is done (`_finish_slot`),
+        # so a threaded worker never holds more than its slots plus its prefetch.
+        with self._lock:
+            self._active.pop(delivery.envelope.id, None)
+
+    def _run(self, work: Work | None) -> None:
+        with self._lock:
+            self._looping += 1
+        started: list[Running] = []
+        try:
+            while work is not None:
+                self._advance(work, started)
+                work = self._next(started)
+        except BaseException:
+            with self._lock:
+                self._looping -= 1
+                orphaned = bool(self._ready) and self._looping == 0
+            if orphaned:
+                self._submit(None)
+            raise
+
+    def _advance(self, work: Work, started: list[Running]) -> None:
+        """Drive one task's flow until it ends (its slot is then freed into `started`) or parks
+        on a write's reply (`_park` queues it again once the reply is in)."""
+        if isinstance(work, Running):
+            task = _TaskFlow(work, self._process_flow(work), self._context.copy())
+            go: Any = partial(run_parking, task.flow, partial(self._park, task))
+        else:
+            task, pending = work
+            go = partial(resume_parked, task.flow, partial(self._park, task), pending)
+        delivery = task.running.delivery
         while True:
+            task.inside = True
             try:
-                run_sync(self._process_flow(running))
+                finished, _ = task.context.run(go)
             except Exception:
                 self.log.exception(
-                    "worker failed on task %s; its lease will lapse", running.delivery.envelope.id
+                    "worker failed on task %s; its lease will lapse", delivery.envelope.id
                 )
+                finished = True
             except BaseException:
-                self._done(running.delivery)
+                task.inside = False
+                self._done(delivery)
                 raise
-            started = self._finish_slot(running.delivery)
-            if not started:
+            if finished:
+                task.inside = False
+                started.extend(self._finish_slot(delivery))
                 return
-            running = started[0]
-            for other in started[1:]:
-                self._start_delivery(other)
+            with self._lock:
+                task.inside = False
+                settled, task.settled = task.settled, None
+            if settled is None:
+                return
+            go = partial(resume_parked, task.flow, partial(self._park, task), settled)
+
+    def _park(self, task: _TaskFlow, pending: Pending) -> None:
+        """(On the thread that settled `pending`) queue the parked flow for a pool thread. A
+        failed write gets a pool thread of its own: its flow may wait out a Redis outage
+        (`persist`'s backoff), and must not hold up the flows queued behind it."""
+        with self._lock:
+            if task.inside:
+                task.settled = pending
+                return
+            if not pending.ok:
+                alone = True
+            else:
+                alone = False
+                self._ready.append((task, pending))
+                if self._looping:
+                    return
+        self._submit((task, pending) if alone else None)
+
+    def _next(self, started: list[Running]) -> Work | None:
+        """This thread's next work: a task its slot freed, a parked flow whose reply is in, a
+        buffered task that fits; None (and the thread leaves `_run`) when there is none."""
+        with self._lock:
+            if not started:
+                if self._ready:
+                    return self._ready.popleft()
+                started.extend(self._startable())
+                if not started:
+                    self._looping -= 1
+                    return None
+        work = started.pop(0)
+        for other in started:
+            self._submit(other)
+        started.clear()
+        return work
+
+    def _submit(self, work: Work | None) -> None:
+        assert self._pool is not None
+        try:
+            self._pool.submit(self._run, work)
+        except RuntimeError:  # the pool was shut down: the leases lapse and are reclaimed
+            self.log.debug("worker stopped: parked task left to its lease")
 
     # -- the loop's API for the broker ------------------------------------------------------
     def wait_capacity(self) -> int:
@@ -108,6 +219,7 @@ class SyncThreadWorker(BaseWorker):
         self._pool = DaemonThreadPool(
             self.config.max_tasks_process, thread_name_prefix=f"qtasks-{self.name}"
         )
+        self._context = contextvars.copy_context()  # the context at `start`, which tasks copy
         run_sync(self._start_flow())
         for number in range(max(1, num_workers)):
             thread = threading.Thread(
@@ -148,7 +260,8 @@ class SyncThreadWorker(BaseWorker):
         for delivery in self._take_buffer():
             self.broker.requeue(delivery)
         with self._idle:
-            self._idle.wait_for(lambda: not self._active or self._forced, grace)
+            # Every lease left is a running task or one whose final write is under way.
+            self._idle.wait_for(lambda: not self._leases or self._forced, grace)
         with self._lock:
             leftover = [r.delivery for r in self._active.values()]
         for delivery in leftover:

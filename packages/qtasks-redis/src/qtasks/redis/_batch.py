@@ -9,9 +9,12 @@ Each item keeps the checks of its single-task script (the lease fence, the re-se
 memo, no reopening of a final record); one script call per batch also saves Redis the per-call
 set-up and redis-py the per-argument encoding of the keys every item shares.
 
-A caller still waits for the reply to its own item, so a task's final write is done before its
-worker frees the slot or reports success, and a failed round trip hands every caller of the
-batch the error, to retry exactly as before (each item is safe to re-send).
+A task's flow still gets the reply to its own item before it goes on, so a task's final write is
+done before its worker reports success or lets its lease go, and a failed round trip hands every
+caller of the batch the error, to retry exactly as before (each item is safe to re-send). A sync
+caller either sleeps until the reply is in (`run_sync`), or, on the sync worker, parks its flow
+on the reply (`run_parking`) so its thread runs the next task; the thread that brings the reply
+in hands the flow back (`_Slot.on_settle`).
 
 No thread and no timer: on the event loop the first call of a tick schedules one flush task that
 sends until nothing is pending; with threads the first caller sends (group commit) while the
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from qtasks._drive import Flow, run_async, run_sync
+from qtasks._drive import Flow, Pending, run_async, run_sync
 from qtasks.redis._stream import pipelined_scripts_flow
 from qtasks.redis.scripts import SOURCES
 
@@ -110,10 +113,11 @@ class _Pipeline:
         return await run_async(self.flow(items))
 
 
-class _Slot:
-    __slots__ = ("done", "item", "key", "ok", "value", "wake")
+class _Slot(Pending):
+    __slots__ = ("batcher", "callback", "done", "item", "key", "ok", "value", "wake")
 
-    def __init__(self, item: tuple[Packer, Any], key: Key) -> None:
+    def __init__(self, batcher: SyncBatcher, item: tuple[Packer, Any], key: Key) -> None:
+        self.batcher = batcher
         self.item = item
         self.key = key
         self.done = False
@@ -121,6 +125,18 @@ class _Slot:
         self.value: Any = None
         self.wake: threading.Lock | None = None
         """Held while its caller sleeps; released once: its reply is in, or it leads next."""
+        self.callback: Callable[[], None] | None = None
+        """Called once settled, on the thread that settled it (a parked flow's resumption)."""
+
+    def wait(self) -> Any:
+        return self.batcher.reply(self)
+
+    def on_settle(self, callback: Callable[[], None]) -> bool:
+        with self.batcher._lock:
+            if self.done:
+                return False
+            self.callback = callback
+            return True
 
     def settle(self, ok: bool, value: Any) -> None:
         self.ok, self.value, self.done = ok, value, True
@@ -157,7 +173,7 @@ class SyncBatcher:
 
     def call(self, packer: Packer, item: Any, key: Key = None) -> Any:
         """Send `item` with the next round trip; its reply (or its error)."""
-        slot = _Slot((packer, item), key)
+        slot = _Slot(self, (packer, item), key)
         with self._lock:
             self._pending.append(slot)
             lead = self._claim_lead(slot)
@@ -172,7 +188,7 @@ class SyncBatcher:
         """Write-behind: with a round trip in flight, queue `item` for the next one and return
         at once; with none, send it now (a send may never wait for a later write, e.g. the
         mark of a long task). `reply` collects the reply."""
-        slot = _Slot((packer, item), key)
+        slot = _Slot(self, (packer, item), key)
         with self._lock:
             self._pending.append(slot)
             if self._sending:
@@ -180,6 +196,10 @@ class SyncBatcher:
             self._sending = True
         self._lead()
         return slot
+
+    submit = behind
+    """A write whose reply the caller's driver collects (`Pending`): waited for by `run_sync`,
+    parked on by `run_parking`."""
 
     def reply(self, slot: _Slot) -> Any:
         """The reply of a `behind` write, waiting for its round trip if still pending."""
@@ -254,6 +274,9 @@ class SyncBatcher:
                     # The next leader first: the next round trip starts sooner.
                     successor = self._next_sleeper()
                     woken = [s.wake for s in batch if s.wake is not None]
+                    resumed = [s.callback for s in batch if s.callback is not None]
+                    for s in batch:
+                        s.callback = None
                     again = successor is None and bool(self._pending)
                     if successor is None and not again:
                         self._sending = False
@@ -261,6 +284,8 @@ class SyncBatcher:
                     successor.release()
                 for wake in woken:
                     wake.release()
+                for callback in resumed:
+                    callback()
             if not again:
                 return
 
@@ -287,6 +312,8 @@ class AsyncBatcher:
             self._scheduled = True
             loop.call_soon(self._hop, loop, HOPS)
         return future
+
+    submit = call
 
     def behind(self, packer: Packer, item: Any, key: Key = None) -> asyncio.Future[Any]:
         """Write-behind: the write joins the next flush; `reply` collects the reply."""

@@ -70,7 +70,7 @@ class RedisComponent(Component):
         """A step that sends `item` in the next shared round trip, merged with the other items
         of `packer` into one script call (see `_batch.py`); its reply is the item's own."""
         batcher = self.connection.batcher(self.config.socket_timeout)
-        return partial(batcher.call, packer, item, key)
+        return partial(batcher.submit, packer, item, key)
 
     def _ttl_ms(self) -> int:
         """`config.result_ttl` for the scripts (0: keep finished records)."""
