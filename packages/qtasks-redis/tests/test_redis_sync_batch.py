@@ -116,13 +116,50 @@ def test_a_write_sent_behind_returns_at_once_and_is_sent_without_a_later_write(
     out: dict[str, Any] = {}
     leader, mark = mark_behind_a_send(sync, pipeline, out)
     pipeline.gates[0].set()
-    # Nobody else writes (a long task's mark): the leader sends it before it returns.
+    # Nobody else writes (a long task's mark): it is sent on its own once it waited
+    # MARK_DELAY for a write to ride with.
     pipeline.wait_round(2)
     assert pipeline.sent[1] == ["mark"]
     pipeline.gates[1].set()
     leader.join(10)
+    wait_for(lambda: mark.done, what="the mark's reply")
     assert sync.reply(mark) == "ok:mark"
     assert woken == []  # nobody slept
+
+
+def test_a_mark_with_nothing_in_flight_waits_for_its_final_write(
+    batcher: tuple[SyncBatcher, GatedPipeline, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync, pipeline, woken = batcher
+    monkeypatch.setattr(_batch, "MARK_DELAY", 30.0)  # the task ends well within it
+    mark = sync.behind(pack, "mark", ("mark", "t1"))  # the task starts; no round trip runs
+    assert pipeline.sent == [] and not mark.done  # held, not sent on its own
+    out: dict[str, Any] = {}
+    final = threading.Thread(
+        target=lambda: out.__setitem__("final", sync.call(pack, "final", ("final", "t1")))
+    )
+    final.start()
+    pipeline.wait_round(1)
+    pipeline.gates[0].set()
+    final.join(10)
+    # One round trip for the task: its final record, which replaces the mark.
+    assert pipeline.sent == [["final"]]
+    assert sync.reply(mark) == SUPERSEDED
+    assert out["final"] == "ok:final"
+    assert woken == []
+
+
+def test_a_long_tasks_mark_goes_out_alone_on_a_quiet_worker(
+    batcher: tuple[SyncBatcher, GatedPipeline, list[str]],
+) -> None:
+    sync, pipeline, woken = batcher
+    mark = sync.behind(pack, "mark", ("mark", "t1"))  # held: no other write comes
+    pipeline.wait_round(1)  # the mark flusher sends it once it waited MARK_DELAY
+    assert pipeline.sent == [["mark"]]
+    pipeline.gates[0].set()
+    wait_for(lambda: mark.done, what="the mark's reply")
+    assert sync.reply(mark) == "ok:mark"
+    assert woken == []
 
 
 def test_a_mark_behind_is_dropped_when_its_final_write_joins_the_batch(
@@ -170,6 +207,61 @@ def test_a_parked_write_frees_its_thread_and_its_sender_hands_it_back(
     assert [name for name, _ in handed] == [leader.name]  # handed back by the sender, once
     assert resume_parked(flow, park, handed[0][1]) == (True, "ok:final")
     assert woken == []  # nobody slept
+
+
+class _LaterReply(Pending):
+    """A reply the test settles itself, on its own thread (as the mark flusher or any thread
+    outside the pool that sends a round trip does)."""
+
+    __slots__ = ("callback", "done", "ok")
+
+    def __init__(self) -> None:
+        self.done, self.ok = False, False
+        self.callback: Any = None
+
+    def result(self) -> Any:
+        return "ok"
+
+    def on_settle(self, callback: Any) -> bool:
+        self.callback = callback
+        return True
+
+    def settle(self) -> None:
+        self.done = self.ok = True
+        self.callback()
+
+
+def test_a_flow_handed_back_while_no_pool_thread_runs_is_finished(redis_url: str) -> None:
+    from qtasks.schemas.delivery import Delivery
+    from qtasks.workers.base import Running
+    from qtasks.workers.thread_worker import _TaskFlow
+
+    app = sync_app(redis_url, name="handback", max_tasks_process=2)
+    worker: Any = app.worker
+    app.start()
+    try:
+        reply, finished = _LaterReply(), threading.Event()
+
+        def flow() -> Any:
+            yield lambda: reply
+            finished.set()
+
+        env = app.broker.make_envelope("noop")
+        task = _TaskFlow(
+            Running(Delivery(envelope=env, token="t", worker_id="w")),
+            flow(),
+            contextvars.copy_context(),
+        )
+        assert task.context.run(run_parking, task.flow, partial(worker._park, task)) == (
+            False,
+            None,
+        )
+        assert worker._looping == 0  # parked, and no pool thread is running
+        reply.settle()  # handed back from this thread, which is not a pool thread
+        assert finished.wait(10), "the parked flow was never finished"
+        wait_for(lambda: worker._looping == 0, what="the pool thread to leave")
+    finally:
+        app.stop()
 
 
 def test_each_sync_task_runs_in_its_own_context_to_after_its_final_write(

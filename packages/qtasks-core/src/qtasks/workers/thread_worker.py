@@ -109,6 +109,8 @@ class SyncThreadWorker(BaseWorker):
             self._looping += 1
         started: list[Running] = []
         try:
+            if work is None:  # sent to finish parked flows (`_park`): take the first
+                work = self._next(started)
             while work is not None:
                 self._advance(work, started)
                 work = self._next(started)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -43,6 +44,12 @@ HOPS = 2
 Key = tuple[str, str] | None
 """What an item is to its task: `("mark", id)` for a `process` mark, `("final", id)` for a
 final write, None for anything else (see `_superseded`)."""
+
+MARK_DELAY = 0.02
+"""Seconds a thread's `process` mark waits for a round trip to ride with (see `SyncBatcher`)."""
+
+FLUSHER_IDLE = 1.0
+"""Seconds without a waiting mark after which `SyncBatcher`'s mark flusher thread ends."""
 
 SUPERSEDED = 1
 """The reply of a `process` mark that was not sent because its task's final write is in the
@@ -114,7 +121,7 @@ class _Pipeline:
 
 
 class _Slot(Pending):
-    __slots__ = ("batcher", "callback", "done", "item", "key", "ok", "value", "wake")
+    __slots__ = ("batcher", "callback", "done", "held", "item", "key", "ok", "value", "wake")
 
     def __init__(self, batcher: SyncBatcher, item: tuple[Packer, Any], key: Key) -> None:
         self.batcher = batcher
@@ -127,6 +134,9 @@ class _Slot(Pending):
         """Held while its caller sleeps; released once: its reply is in, or it leads next."""
         self.callback: Callable[[], None] | None = None
         """Called once settled, on the thread that settled it (a parked flow's resumption)."""
+        self.held: float | None = None
+        """A `process` mark's time of submission (monotonic): it rides with the next round
+        trip, or goes with the mark flusher's once it waited `MARK_DELAY`."""
 
     def wait(self) -> Any:
         return self.batcher.reply(self)
@@ -161,6 +171,13 @@ class SyncBatcher:
     sleep on (a shared condition woke every pool thread on every batch, which cost the worker
     more CPU than the sends). Writes sent behind (`behind`) need no sleeper: the leader sends
     what is pending until nothing is, or hands the lead to a sleeper queued behind.
+
+    A task's `process` mark (key `("mark", id)`) is held back instead of being sent on its own:
+    it rides with the next round trip anyone makes, and a task that ends within `MARK_DELAY`
+    sends only its final record, which replaces the mark (`_superseded`). A mark still waiting
+    after `MARK_DELAY` (a long task on an otherwise quiet worker) is sent by a flusher thread,
+    which exists only while marks come in and waits on a timer, not on every mark. Sending each
+    mark at once cost a sync worker a round trip before most task bodies started.
     """
 
     def __init__(self, client: Any, scripts: Callable[[str], Any] | None = None) -> None:
@@ -170,6 +187,10 @@ class SyncBatcher:
         self._sending = False
         self._handed: _Slot | None = None
         """The sleeper handed the lead and not yet leading."""
+        self._held = threading.Condition(self._lock)
+        """Wakes the mark flusher while it waits with no mark held."""
+        self._flusher: threading.Thread | None = None
+        self._flusher_idle = False
 
     def call(self, packer: Packer, item: Any, key: Key = None) -> Any:
         """Send `item` with the next round trip; its reply (or its error)."""
@@ -191,6 +212,9 @@ class SyncBatcher:
         slot = _Slot(self, (packer, item), key)
         with self._lock:
             self._pending.append(slot)
+            if key is not None and key[0] == "mark":
+                self._hold(slot)
+                return slot
             if self._sending:
                 return slot
             self._sending = True
@@ -198,6 +222,68 @@ class SyncBatcher:
         return slot
 
     submit = behind
+
+    def _hold(self, slot: _Slot) -> None:
+        """(Under the lock) keep a mark for the next round trip; the flusher sends it if
+        nothing else does within `MARK_DELAY`."""
+        slot.held = time.monotonic()
+        if self._flusher is None:
+            self._flusher = threading.Thread(
+                target=self._flush_held, daemon=True, name="qtasks-mark-flusher"
+            )
+            self._flusher.start()
+        elif self._flusher_idle:
+            self._held.notify()
+
+    def _take(self) -> tuple[list[_Slot], list[_Slot]]:
+        """(Under the lock) (what the next round trip sends, what stays pending): every write but
+        the marks held for less than `MARK_DELAY`, unless their task's final write goes too
+        (which then replaces them: a mark never lands after its task's final record)."""
+        pending = self._pending
+        if all(s.held is None for s in pending):
+            return pending, []
+        finals = {s.key[1] for s in pending if s.key is not None and s.key[0] == "final"}
+        due = time.monotonic() - MARK_DELAY
+        batch: list[_Slot] = []
+        kept: list[_Slot] = []
+        for s in pending:
+            young = s.held is not None and s.held > due
+            (kept if young and s.key is not None and s.key[1] not in finals else batch).append(s)
+        return batch, kept
+
+    def _sendable(self) -> bool:
+        """(Under the lock) whether anything pending is worth a round trip now."""
+        if not self._pending:
+            return False
+        due = time.monotonic() - MARK_DELAY
+        return any(s.held is None or s.held <= due for s in self._pending)
+
+    def _flush_held(self) -> None:
+        try:
+            self._flush_held_loop()
+        finally:
+            with self._lock:
+                if self._flusher is threading.current_thread():
+                    self._flusher = None
+
+    def _flush_held_loop(self) -> None:
+        while True:
+            with self._lock:
+                oldest = min((s.held for s in self._pending if s.held is not None), default=None)
+                if oldest is None:
+                    self._flusher_idle = True
+                    self._held.wait(FLUSHER_IDLE)
+                    self._flusher_idle = False
+                    if not any(s.held is not None for s in self._pending):
+                        self._flusher = None  # under the lock: the next mark starts another
+                        return
+                    continue
+                due = oldest + MARK_DELAY - time.monotonic()
+                if due > 0 or self._sending:  # the round trip in flight sends them after
+                    self._held.wait(due if due > 0 else MARK_DELAY)
+                    continue
+                self._sending = True
+            self._lead()
     """A write whose reply the caller's driver collects (`Pending`): waited for by `run_sync`,
     parked on by `run_parking`."""
 
@@ -205,6 +291,7 @@ class SyncBatcher:
         """The reply of a `behind` write, waiting for its round trip if still pending."""
         if not slot.done:
             with self._lock:
+                slot.held = None  # waited for: sent with the next round trip
                 lead = not slot.done and self._claim_lead(slot)
             if not slot.done:
                 if not lead:
@@ -254,7 +341,7 @@ class SyncBatcher:
         while True:
             with self._lock:
                 self._handed = None
-                batch, self._pending = self._pending, []
+                batch, self._pending = self._take()
             skipped = _superseded([s.key for s in batch])
             for i in skipped:
                 batch[i].settle(True, SUPERSEDED)
@@ -277,7 +364,8 @@ class SyncBatcher:
                     resumed = [s.callback for s in batch if s.callback is not None]
                     for s in batch:
                         s.callback = None
-                    again = successor is None and bool(self._pending)
+                    # Marks held for less than `MARK_DELAY` are no reason for another one.
+                    again = successor is None and self._sendable()
                     if successor is None and not again:
                         self._sending = False
                 if successor is not None:
