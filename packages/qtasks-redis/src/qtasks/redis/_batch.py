@@ -222,6 +222,8 @@ class SyncBatcher:
         return slot
 
     submit = behind
+    """A write whose reply the caller's driver collects (`Pending`): waited for by `run_sync`,
+    parked on by `run_parking`."""
 
     def _hold(self, slot: _Slot) -> None:
         """(Under the lock) keep a mark for the next round trip; the flusher sends it if
@@ -284,8 +286,6 @@ class SyncBatcher:
                     continue
                 self._sending = True
             self._lead()
-    """A write whose reply the caller's driver collects (`Pending`): waited for by `run_sync`,
-    parked on by `run_parking`."""
 
     def reply(self, slot: _Slot) -> Any:
         """The reply of a `behind` write, waiting for its round trip if still pending."""
