@@ -231,36 +231,61 @@ class _LaterReply(Pending):
         self.callback()
 
 
-def test_a_flow_handed_back_while_no_pool_thread_runs_is_finished(redis_url: str) -> None:
+def park_a_flow(app: Any) -> tuple[_LaterReply, threading.Event]:
+    """A flow parked on the worker, as a task's is on its final write; -> (its reply, an event
+    set once the flow is finished)."""
     from qtasks.schemas.delivery import Delivery
     from qtasks.workers.base import Running
     from qtasks.workers.thread_worker import _TaskFlow
 
+    reply, finished = _LaterReply(), threading.Event()
+
+    def flow() -> Any:
+        yield lambda: reply
+        finished.set()
+
+    env = app.broker.make_envelope("noop")
+    running = Running(Delivery(envelope=env, token="t", worker_id="w"))
+    task = _TaskFlow(running, flow(), contextvars.copy_context())
+    parked = task.context.run(run_parking, task.flow, partial(app.worker._park, task))
+    assert parked == (False, None)
+    return reply, finished
+
+
+def test_a_flow_handed_back_while_no_pool_thread_runs_is_finished(redis_url: str) -> None:
     app = sync_app(redis_url, name="handback", max_tasks_process=2)
     worker: Any = app.worker
     app.start()
     try:
-        reply, finished = _LaterReply(), threading.Event()
-
-        def flow() -> Any:
-            yield lambda: reply
-            finished.set()
-
-        env = app.broker.make_envelope("noop")
-        task = _TaskFlow(
-            Running(Delivery(envelope=env, token="t", worker_id="w")),
-            flow(),
-            contextvars.copy_context(),
-        )
-        assert task.context.run(run_parking, task.flow, partial(worker._park, task)) == (
-            False,
-            None,
-        )
+        reply, finished = park_a_flow(app)
         assert worker._looping == 0  # parked, and no pool thread is running
         reply.settle()  # handed back from this thread, which is not a pool thread
         assert finished.wait(10), "the parked flow was never finished"
         wait_for(lambda: worker._looping == 0, what="the pool thread to leave")
     finally:
+        app.stop()
+
+
+def test_a_flow_handed_back_does_not_wait_behind_a_running_task_body(redis_url: str) -> None:
+    app = sync_app(redis_url, name="behind", max_tasks_process=2)
+    started, release = threading.Event(), threading.Event()
+
+    @app.task(name="slow")
+    def slow() -> None:
+        started.set()
+        release.wait(30)
+
+    worker: Any = app.worker
+    app.start()
+    try:
+        app.add_task("slow")
+        assert started.wait(10)
+        assert worker._looping == 1  # a pool thread runs on, inside that body
+        reply, finished = park_a_flow(app)
+        reply.settle()
+        assert finished.wait(10), "the handed-back flow waited behind a task body"
+    finally:
+        release.set()
         app.stop()
 
 

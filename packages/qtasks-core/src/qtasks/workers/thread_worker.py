@@ -60,6 +60,8 @@ class SyncThreadWorker(BaseWorker):
         """(Under the lock) parked flows whose reply is in, for the next pool thread."""
         self._looping = 0
         """(Under the lock) pool threads in `_run`, which take `_ready` before they return."""
+        self._drainer = False
+        """(Under the lock) a pool thread was sent to finish `_ready` and has not started."""
 
     # -- flavour hooks --------------------------------------------------------------------------
     def _start_delivery(self, running: Running) -> None:
@@ -110,6 +112,8 @@ class SyncThreadWorker(BaseWorker):
         started: list[Running] = []
         try:
             if work is None:  # sent to finish parked flows (`_park`): take the first
+                with self._lock:
+                    self._drainer = False
                 work = self._next(started)
             while work is not None:
                 self._advance(work, started)
@@ -169,8 +173,11 @@ class SyncThreadWorker(BaseWorker):
             else:
                 alone = False
                 self._ready.append((task, pending))
-                if self._looping:
+                # A pool thread that runs on may be in a long task body: a thread of its own
+                # finishes the queue (one at a time), so no flow waits behind a body.
+                if self._drainer:
                     return
+                self._drainer = True
         self._submit((task, pending) if alone else None)
 
     def _next(self, started: list[Running]) -> Work | None:
@@ -195,6 +202,9 @@ class SyncThreadWorker(BaseWorker):
         try:
             self._pool.submit(self._run, work)
         except RuntimeError:  # the pool was shut down: the leases lapse and are reclaimed
+            if work is None:
+                with self._lock:
+                    self._drainer = False
             self.log.debug("worker stopped: parked task left to its lease")
 
     # -- the loop's API for the broker ------------------------------------------------------
