@@ -59,7 +59,7 @@ class SyncThreadWorker(BaseWorker):
         self._ready: deque[tuple[_TaskFlow, Pending]] = deque()
         """(Under the lock) parked flows whose reply is in, for the next pool thread."""
         self._looping = 0
-        """(Under the lock) pool threads in `_run`, which take `_ready` before they return."""
+        """(Under the lock) pool threads in `_run` (they take `_ready` before they return)."""
         self._drainer = False
         """(Under the lock) a pool thread was sent to finish `_ready` and has not started."""
 
@@ -119,9 +119,11 @@ class SyncThreadWorker(BaseWorker):
                 self._advance(work, started)
                 work = self._next(started)
         except BaseException:
+            # This thread may have been the one sent to finish `_ready`: send another.
             with self._lock:
                 self._looping -= 1
-                orphaned = bool(self._ready) and self._looping == 0
+                orphaned = bool(self._ready) and not self._drainer
+                self._drainer = self._drainer or orphaned
             if orphaned:
                 self._submit(None)
             raise
