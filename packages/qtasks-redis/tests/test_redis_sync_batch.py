@@ -266,8 +266,12 @@ def test_a_flow_handed_back_while_no_pool_thread_runs_is_finished(redis_url: str
         app.stop()
 
 
-def test_a_flow_handed_back_does_not_wait_behind_a_running_task_body(redis_url: str) -> None:
-    app = sync_app(redis_url, name="behind", max_tasks_process=2)
+@pytest.mark.parametrize("slots", [1, 2], ids=["every-slot-busy", "a-slot-free"])
+def test_a_flow_handed_back_does_not_wait_behind_a_running_task_body(
+    redis_url: str, slots: int
+) -> None:
+    # With every slot in a task body, the flow still needs a thread: the pool keeps one more.
+    app = sync_app(redis_url, name="behind", max_tasks_process=slots)
     started, release = threading.Event(), threading.Event()
 
     @app.task(name="slow")

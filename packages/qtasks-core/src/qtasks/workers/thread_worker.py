@@ -230,8 +230,11 @@ class SyncThreadWorker(BaseWorker):
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, num_workers: int = 1) -> None:
         """Start claim loops and the pool in background threads; returns once they run."""
+        # One thread more than the slots: task bodies never run on more than the slots
+        # (`_startable`), so with every slot in a long body a flow handed back (`_park`) still
+        # gets a thread to finish it, and its lease and post-write triggers do not wait.
         self._pool = DaemonThreadPool(
-            self.config.max_tasks_process, thread_name_prefix=f"qtasks-{self.name}"
+            self.config.max_tasks_process + 1, thread_name_prefix=f"qtasks-{self.name}"
         )
         self._context = contextvars.copy_context()  # the context at `start`, which tasks copy
         run_sync(self._start_flow())
