@@ -12,6 +12,7 @@ from redis.connection import Connection as SyncConnection
 from redis.exceptions import DataError
 from redis_test_support import async_app, sync_app
 
+from qtasks.redis import _batch
 from qtasks.redis._batch import SUPERSEDED
 from qtasks.redis._wire import _PACK, _packing_class
 from qtasks.schemas.task import new_record, to_mapping
@@ -49,6 +50,84 @@ async def test_a_process_mark_is_not_sent_when_its_final_write_joins_the_batch(
     assert marked == [slow.envelope.id]  # the quick task's mark never left the process
     assert (await app.get(quick.envelope.id)).status == "success"
     assert (await app.get(slow.envelope.id)).status == "process"
+
+
+class _Recorded:
+    """An async app's batcher with packers that record what actually goes to Redis."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.broker = app, app.broker
+        self.batcher = self.broker.connection.batcher(app.config.socket_timeout)
+        self.marked: list[str] = []
+        self.finished: list[str] = []
+
+    def _pack_marks(self, items: list[tuple[str, dict[str, str]]]) -> Any:
+        self.marked.extend(uuid for uuid, _ in items)
+        return self.broker.storage._pack_updates(items)
+
+    def _pack_finals(self, items: list[Any]) -> Any:
+        self.finished.extend(delivery.envelope.id for delivery, _ in items)
+        return self.broker._pack_finishes(items)
+
+    async def claimed(self) -> Any:
+        await self.broker.add_many([self.broker.make_envelope("t")])
+        (delivery,) = await self.broker.claim("w", 1, 0.5, ["default"])
+        return delivery
+
+    def mark_behind(self, delivery: Any) -> asyncio.Future[Any]:
+        uuid = delivery.envelope.id
+        fields = {"status": "process", "updated_at": repr(time.time()), "worker": "w"}
+        return self.batcher.behind(self._pack_marks, (uuid, fields), ("mark", uuid))
+
+    def final(self, delivery: Any) -> Any:
+        done = new_record(delivery.envelope).evolve(status="success", returning=1)
+        item = (delivery, to_mapping(done))
+        return self.batcher.call(self._pack_finals, item, ("final", delivery.envelope.id))
+
+
+async def test_a_held_process_mark_is_replaced_by_its_final_write(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_batch, "MARK_DELAY", 30.0)  # the task ends well within it
+    rec = _Recorded(async_app(redis_url))
+    delivery = await rec.claimed()
+    mark = rec.mark_behind(delivery)
+    # The body waits on I/O (a round trip) and the loop turns: the mark is not sent alone.
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert await rec.app.broker.client.ping() is True
+    assert not mark.done() and rec.marked == []
+    assert await rec.final(delivery) == 1
+    assert await rec.batcher.collect(mark) == SUPERSEDED
+    assert rec.marked == [] and rec.finished == [delivery.envelope.id]
+    assert (await rec.app.get(delivery.envelope.id)).status == "success"
+
+
+async def test_a_long_tasks_process_mark_goes_out_alone_after_the_mark_delay(
+    redis_url: str,
+) -> None:
+    rec = _Recorded(async_app(redis_url))
+    delivery = await rec.claimed()
+    loop = asyncio.get_running_loop()
+    made = loop.time()
+    mark = rec.mark_behind(delivery)
+    assert await asyncio.wait_for(mark, 10) == 1  # sent by the mark timer: nothing else writes
+    assert loop.time() - made >= _batch.MARK_DELAY * 0.9
+    assert rec.marked == [delivery.envelope.id]
+    assert (await rec.app.get(delivery.envelope.id)).status == "process"
+
+
+async def test_collecting_a_held_process_mark_sends_it_at_once(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_batch, "MARK_DELAY", 30.0)
+    rec = _Recorded(async_app(redis_url))
+    delivery = await rec.claimed()
+    mark = rec.mark_behind(delivery)
+    # Whoever waits for the mark's reply (a task that ended without a final write through the
+    # batcher) does not wait out the delay.
+    assert await asyncio.wait_for(rec.batcher.collect(mark), 10) == 1
+    assert rec.marked == [delivery.envelope.id]
 
 
 ARGS: list[tuple[Any, ...]] = [

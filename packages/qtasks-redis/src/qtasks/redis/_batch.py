@@ -16,14 +16,14 @@ caller either sleeps until the reply is in (`run_sync`), or, on the sync worker,
 on the reply (`run_parking`) so its thread runs the next task; the thread that brings the reply
 in hands the flow back (`_Slot.on_settle`).
 
-No thread and no timer: on the event loop the first call of a tick schedules one flush task that
-sends until nothing is pending; with threads the first caller sends (group commit) while the
-others queue behind it.
+On the event loop the first call of a tick schedules one flush task that sends until nothing is
+pending (`_batch_async.py`); with threads the first caller sends (group commit) while the
+others queue behind it. Either way a task's `process` mark is held back up to `MARK_DELAY` for
+a round trip to ride with, and is dropped when its task's final write goes first.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -39,14 +39,14 @@ Packer = Callable[[list[Any]], Call]
 """Merges the items of one kind into one script call whose reply is a list, one per item."""
 
 HOPS = 2
-"""Loop iterations between the first write of a batch and its flush (see `AsyncBatcher`)."""
+"""Loop iterations between the first write of a batch and its flush (`_batch_async.py`)."""
 
 Key = tuple[str, str] | None
 """What an item is to its task: `("mark", id)` for a `process` mark, `("final", id)` for a
 final write, None for anything else (see `_superseded`)."""
 
 MARK_DELAY = 0.02
-"""Seconds a thread's `process` mark waits for a round trip to ride with (see `SyncBatcher`)."""
+"""Seconds a `process` mark waits for a round trip to ride with (see `SyncBatcher`)."""
 
 FLUSHER_IDLE = 1.0
 """Seconds without a waiting mark after which `SyncBatcher`'s mark flusher thread ends."""
@@ -77,6 +77,19 @@ def _superseded(keys: list[Key]) -> set[int]:
     return {
         i for i, key in enumerate(keys) if key is not None and key[0] == "mark" and key[1] in finals
     }
+
+
+def _goes_now(keys: list[Key], held: list[float | None], now: float) -> list[bool]:
+    """Per pending item, whether the next round trip takes it: everything but the `process`
+    marks held (since `held`, a monotonic time) for less than `MARK_DELAY`, unless their
+    task's final write goes too (which then replaces them: a mark never lands after its task's
+    final record). Shared by both batchers."""
+    finals = {key[1] for key in keys if key is not None and key[0] == "final"}
+    due = now - MARK_DELAY
+    return [
+        since is None or since <= due or (key is not None and key[1] in finals)
+        for key, since in zip(keys, held, strict=True)
+    ]
 
 
 def _spread(
@@ -225,6 +238,12 @@ class SyncBatcher:
     """A write whose reply the caller's driver collects (`Pending`): waited for by `run_sync`,
     parked on by `run_parking`."""
 
+    @staticmethod
+    def collect(slot: _Slot) -> _Slot:
+        """The step that collects a `behind` write's reply: the slot itself, which the driver
+        waits for (`_Slot.wait`, which sends a held mark at once) or parks on."""
+        return slot
+
     def _hold(self, slot: _Slot) -> None:
         """(Under the lock) keep a mark for the next round trip; the flusher sends it if
         nothing else does within `MARK_DELAY`."""
@@ -244,13 +263,9 @@ class SyncBatcher:
         pending = self._pending
         if all(s.held is None for s in pending):
             return pending, []
-        finals = {s.key[1] for s in pending if s.key is not None and s.key[0] == "final"}
-        due = time.monotonic() - MARK_DELAY
-        batch: list[_Slot] = []
-        kept: list[_Slot] = []
-        for s in pending:
-            young = s.held is not None and s.held > due
-            (kept if young and s.key is not None and s.key[1] not in finals else batch).append(s)
+        now = _goes_now([s.key for s in pending], [s.held for s in pending], time.monotonic())
+        batch = [s for s, go in zip(pending, now, strict=True) if go]
+        kept = [s for s, go in zip(pending, now, strict=True) if not go]
         return batch, kept
 
     def _sendable(self) -> bool:
@@ -376,86 +391,3 @@ class SyncBatcher:
                     callback()
             if not again:
                 return
-
-
-class AsyncBatcher:
-    """The event-loop flavour: calls of one tick share a round trip; calls made while it is in
-    flight share the next one."""
-
-    def __init__(self, client: Any, scripts: Callable[[str], Any] | None = None) -> None:
-        self._pipeline = _Pipeline(client, scripts)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[tuple[Packer, Any], asyncio.Future[Any], Key]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._scheduled = False
-
-    def call(self, packer: Packer, item: Any, key: Key = None) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            # A client serves one loop at a time; calls of a closed loop are gone with it.
-            self._loop, self._pending, self._flusher, self._scheduled = loop, [], None, False
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(((packer, item), future, key))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._hop, loop, HOPS)
-        return future
-
-    submit = call
-
-    def behind(self, packer: Packer, item: Any, key: Key = None) -> asyncio.Future[Any]:
-        """Write-behind: the write joins the next flush; `reply` collects the reply."""
-        future = self.call(packer, item, key)
-        # Retrieved even when the caller's flow ends before asking (no "never retrieved").
-        future.add_done_callback(_retrieve)
-        return future
-
-    @staticmethod
-    def reply(future: asyncio.Future[Any]) -> asyncio.Future[Any]:
-        """The reply of a `behind` write: the future, which the async driver awaits."""
-        return future
-
-    def _hop(self, loop: asyncio.AbstractEventLoop, left: int) -> None:
-        # The flush starts a few loop iterations later (callbacks, not a timer): a task that
-        # finishes at once (its body never waits) gets its `process` mark and its final
-        # record into the same round trip instead of two.
-        if loop is not self._loop:
-            return
-        if left:
-            loop.call_soon(self._hop, loop, left - 1)
-        else:
-            self._flusher = loop.create_task(self._flush())
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                skipped = _superseded([key for _, _, key in batch])
-                for i in skipped:
-                    if not batch[i][1].done():
-                        batch[i][1].set_result(SUPERSEDED)
-                batch = [entry for i, entry in enumerate(batch) if i not in skipped]
-                try:
-                    outcomes = await self._pipeline.run_async([item for item, _, _ in batch])
-                except asyncio.CancelledError:
-                    for _, future, _ in batch:
-                        future.cancel()
-                    raise
-                except Exception as exc:  # noqa: BLE001 - every caller gets it and decides
-                    outcomes = [(False, exc)] * len(batch)
-                for (_, future, _), (ok, value) in zip(batch, outcomes, strict=True):
-                    if future.done():  # its caller was cancelled meanwhile
-                        continue
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
-        finally:
-            if asyncio.current_task() is self._flusher:
-                self._flusher = None
-                self._scheduled = False
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -169,7 +169,8 @@ class RedisConnection:
     def batcher(self, socket_timeout: float) -> Any:
         """The write-behind batcher of worker writes on this client (see `_batch.py`)."""
         if self._batcher is None:
-            from qtasks.redis._batch import AsyncBatcher, SyncBatcher
+            from qtasks.redis._batch import SyncBatcher
+            from qtasks.redis._batch_async import AsyncBatcher
 
             client = self.client(socket_timeout)
             with self._lock:

@@ -114,7 +114,7 @@ class RedisStorageBase(RedisComponent, BaseStorage):
         # A `process` mark is dropped if the task's final write joins the same batch.
         key = ("mark", uuid) if fields.get("status") == "process" else None
         pending = batcher.behind(self._pack_updates, (uuid, fields), key)
-        return (yield partial(_Behind, partial(_same, pending), uuid))
+        return (yield partial(_Behind, partial(batcher.collect, pending), uuid))
 
     def _update_end(self, handle: Any) -> Flow[None]:
         if handle is None:
@@ -276,12 +276,6 @@ class RedisStorageBase(RedisComponent, BaseStorage):
 
     def _stop(self) -> Any:
         return self._run(self._release_flow())
-
-
-def _same(pending: Any) -> Any:
-    # The reply as the driver collects it: a future (awaited) or a `Pending` (waited for, or
-    # parked on by the sync worker).
-    return pending
 
 
 class _Behind:
