@@ -263,9 +263,9 @@ class SyncBatcher:
         pending = self._pending
         if all(s.held is None for s in pending):
             return pending, []
-        now = _goes_now([s.key for s in pending], [s.held for s in pending], time.monotonic())
-        batch = [s for s, go in zip(pending, now, strict=True) if go]
-        kept = [s for s, go in zip(pending, now, strict=True) if not go]
+        goes = _goes_now([s.key for s in pending], [s.held for s in pending], time.monotonic())
+        batch = [s for s, go in zip(pending, goes, strict=True) if go]
+        kept = [s for s, go in zip(pending, goes, strict=True) if not go]
         return batch, kept
 
     def _sendable(self) -> bool:
