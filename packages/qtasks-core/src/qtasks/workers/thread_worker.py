@@ -59,7 +59,8 @@ class SyncThreadWorker(BaseWorker):
         self._ready: deque[tuple[_TaskFlow, Pending]] = deque()
         """(Under the lock) parked flows whose reply is in, for the next pool thread."""
         self._looping = 0
-        """(Under the lock) pool threads in `_run` (they take `_ready` before they return)."""
+        """(Under the lock) pool threads in `_run`. Nothing here decides by it (`_drainer` sees
+        to `_ready`); it is what tests and debugging read to know whether a pool thread runs."""
         self._drainer = False
         """(Under the lock) a pool thread was sent to finish `_ready` and has not started."""
 
