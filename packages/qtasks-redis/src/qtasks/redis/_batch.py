@@ -220,8 +220,9 @@ class SyncBatcher:
 
     def behind(self, packer: Packer, item: Any, key: Key = None) -> _Slot:
         """Write-behind: with a round trip in flight, queue `item` for the next one and return
-        at once; with none, send it now (a send may never wait for a later write, e.g. the
-        mark of a long task). `reply` collects the reply."""
+        at once; with none, send it now. A `process` mark is held instead (`_hold`): it waits
+        up to `MARK_DELAY` for a round trip, then the flusher sends it. `reply` collects the
+        reply."""
         slot = _Slot(self, (packer, item), key)
         with self._lock:
             self._pending.append(slot)
