@@ -97,13 +97,16 @@ def main() -> None:
                 cmd.append("--tracing")
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"CPU us per task, median of {args.repeat} runs of {args.n} tasks"
-          f"{' (tracing on)' if args.tracing else ''}")
+    print(
+        f"CPU us per task, median of {args.repeat} runs of {args.n} tasks"
+        f"{' (tracing on)' if args.tracing else ''}"
+    )
     print(f"{'side':<10}" + "".join(f"{v:>10}" for v in variants) + f"{'+otel':>10}{'+sentry':>10}")
     for side in ("producer", "worker"):
         m = {v: statistics.median(r[side] for r in runs[v]) for v in variants}
         cells = "".join(f"{m[v]:>10.1f}" for v in variants)
         print(f"{side:<10}{cells}{m['otel'] - m['none']:>10.1f}{m['sentry'] - m['client']:>10.1f}")
+
 
 if __name__ == "__main__":
     main()

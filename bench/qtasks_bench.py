@@ -136,8 +136,11 @@ async def _e2e_async(url: str, variant: str) -> dict[str, Any]:
     enqueued = time.perf_counter() - start
     common.wait_mark(client, high)
     total = time.perf_counter() - start
-    return {"rate": common.N / total, "enqueue_rate": common.N / enqueued,
-            "cpu_us": common.cpu_per_task(cpu, common.cpu_seconds(client), common.N)}
+    return {
+        "rate": common.N / total,
+        "enqueue_rate": common.N / enqueued,
+        "cpu_us": common.cpu_per_task(cpu, common.cpu_seconds(client), common.N),
+    }
 
 
 def _e2e_sync(url: str) -> dict[str, Any]:
@@ -154,8 +157,11 @@ def _e2e_sync(url: str) -> dict[str, Any]:
     enqueued = time.perf_counter() - start
     common.wait_mark(client, high)
     total = time.perf_counter() - start
-    return {"rate": common.N / total, "enqueue_rate": common.N / enqueued,
-            "cpu_us": common.cpu_per_task(cpu, common.cpu_seconds(client), common.N)}
+    return {
+        "rate": common.N / total,
+        "enqueue_rate": common.N / enqueued,
+        "cpu_us": common.cpu_per_task(cpu, common.cpu_seconds(client), common.N),
+    }
 
 
 async def _enqueue(url: str) -> dict[str, Any]:

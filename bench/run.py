@@ -353,8 +353,10 @@ def plugin_rows(res: Results) -> list[str]:
     for variant in ("otel", "sentry-sdk", "sentry"):
         key = f"e2e/qtasks-{variant}"
         rate, cpu = res.median(key), cpu_total(res, key)
-        out.append(f"| {variant} | {fmt(rate)} | {change(rate, base)} | {fmt(cpu, ' us')} | "
-                   f"{change(cpu, base_cpu)} |")
+        out.append(
+            f"| {variant} | {fmt(rate)} | {change(rate, base)} | {fmt(cpu, ' us')} | "
+            f"{change(cpu, base_cpu)} |"
+        )
     sdk_runs = [v["rate"] for v in res.values.get("e2e/qtasks-sentry-sdk", [])]
     plugin_runs = [v["rate"] for v in res.values.get("e2e/qtasks-sentry", [])]
     if sdk_runs and plugin_runs:
@@ -362,11 +364,14 @@ def plugin_rows(res: Results) -> list[str]:
         # The two run back to back in each round: the ratio within a round is spared the
         # drift between rounds.
         paired = statistics.median(p / s for p, s in zip(plugin_runs, sdk_runs, strict=False))
-        sdk_cpu, plugin_cpu = cpu_total(res, "e2e/qtasks-sentry-sdk"), cpu_total(
-            res, "e2e/qtasks-sentry")
+        sdk_cpu, plugin_cpu = (
+            cpu_total(res, "e2e/qtasks-sentry-sdk"),
+            cpu_total(res, "e2e/qtasks-sentry"),
+        )
         out.append(
             f"| SentryPlugin over sentry-sdk alone | | {change(plugin, sdk)} (back to back per "
-            f"round: {100 * (paired - 1):+.1f}%) | | {change(plugin_cpu, sdk_cpu)} |")
+            f"round: {100 * (paired - 1):+.1f}%) | | {change(plugin_cpu, sdk_cpu)} |"
+        )
     return out
 
 

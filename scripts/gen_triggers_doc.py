@@ -47,9 +47,16 @@ On the asyncio app a handler may return an awaitable; it is awaited. On the sync
 that returns an awaitable is an error (logged and skipped): use sync handlers there.
 """
 
-TITLES = {"app": "App (`component=\"app\"`)", "broker": "Broker", "storage": "Storage",
-          "global_config": "GlobalConfig", "worker": "Worker and task executor",
-          "starter": "Starter", "stats": "Stats", "timer": "Timer (qtasks-timer)"}
+TITLES = {
+    "app": 'App (`component="app"`)',
+    "broker": "Broker",
+    "storage": "Storage",
+    "global_config": "GlobalConfig",
+    "worker": "Worker and task executor",
+    "starter": "Starter",
+    "stats": "Stats",
+    "timer": "Timer (qtasks-timer)",
+}
 
 
 def render() -> str:

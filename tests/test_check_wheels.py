@@ -115,7 +115,11 @@ def test_versions_must_match(
 def test_missing_core_and_third_party_ignored(
     check_wheels: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    make_wheel(tmp_path, "qtasks-redis", ["qtasks/redis/__init__.py"],
-               eps="[qtasks.brokers]\nSyncRedisBroker = qtasks.redis:SyncRedisBroker\n")
+    make_wheel(
+        tmp_path,
+        "qtasks-redis",
+        ["qtasks/redis/__init__.py"],
+        eps="[qtasks.brokers]\nSyncRedisBroker = qtasks.redis:SyncRedisBroker\n",
+    )
     make_wheel(tmp_path, "other-lib", ["qtasks/__init__.py"], version="9.9")
     assert run(check_wheels, tmp_path, capsys) == ["PROBLEM: no qtasks-core wheel in the dist dir"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-APP = '''
+APP = """
 import os
 from qtasks import QueueTasks
 
@@ -37,7 +37,7 @@ if os.environ.get("CLI_DEPLOY_GHOST"):  # the fix that makes the poisoned task r
     @app.task(name="ghost")
     def ghost() -> str:
         return "haunted"
-'''
+"""
 
 
 class Cli:
@@ -46,17 +46,28 @@ class Cli:
         self.env = env
         self.workers: list[subprocess.Popen[str]] = []
 
-    def __call__(self, *args: str, extra_env: dict[str, str] | None = None,
-                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "qtasks", "-A", "cliapp:app", *args],
-                              cwd=self.cwd, env={**self.env, **(extra_env or {})}, text=True,
-                              capture_output=True, timeout=30, input=stdin)
+    def __call__(
+        self, *args: str, extra_env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "qtasks", "-A", "cliapp:app", *args],
+            cwd=self.cwd,
+            env={**self.env, **(extra_env or {})},
+            text=True,
+            capture_output=True,
+            timeout=30,
+            input=stdin,
+        )
 
     def start_worker(self, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "qtasks", "-A", "cliapp:app", "run", "--concurrency", "4"],
-            cwd=self.cwd, env={**self.env, **(extra_env or {})}, text=True,
-            stderr=subprocess.PIPE, start_new_session=True)
+            cwd=self.cwd,
+            env={**self.env, **(extra_env or {})},
+            text=True,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         assert proc.stderr is not None
         for line in proc.stderr:  # the start-up log line, not a fixed sleep
             if "consuming" in line:
@@ -114,8 +125,7 @@ def test_poisoned_task_leaves_the_dead_letter_set_with_retry(cli: Cli) -> None:
     assert added.returncode == 1
     uuid = json.loads(added.stdout)["uuid"]
     listed = cli("dead", "list", "--json")
-    assert [(e["uuid"], e["reason"]) for e in json.loads(listed.stdout)] == [
-        (uuid, "unknown_task")]
+    assert [(e["uuid"], e["reason"]) for e in json.loads(listed.stdout)] == [(uuid, "unknown_task")]
     cli.stop_worker(worker)
 
     fixed = cli.start_worker(extra_env={"CLI_DEPLOY_GHOST": "1"})
@@ -132,15 +142,25 @@ def test_poisoned_task_leaves_the_dead_letter_set_with_retry(cli: Cli) -> None:
 
 
 def test_errors_are_one_line_with_documented_codes(cli: Cli, tmp_path: Path) -> None:
-    missing = subprocess.run([sys.executable, "-m", "qtasks", "-A", "nowhere:app", "stats"],
-                             cwd=tmp_path, text=True, capture_output=True, timeout=30)
+    missing = subprocess.run(
+        [sys.executable, "-m", "qtasks", "-A", "nowhere:app", "stats"],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
     assert missing.returncode == 3
     assert missing.stderr.strip().count("\n") == 0 and "nowhere" in missing.stderr
     no_attr = cli("stats", extra_env={})
     assert no_attr.returncode == 0
-    wrong = subprocess.run([sys.executable, "-m", "qtasks", "-A", "cliapp:nope", "stats"],
-                           cwd=tmp_path, text=True, capture_output=True, timeout=30,
-                           env=cli.env)
+    wrong = subprocess.run(
+        [sys.executable, "-m", "qtasks", "-A", "cliapp:nope", "stats"],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=30,
+        env=cli.env,
+    )
     assert wrong.returncode == 3 and "has no attribute 'nope'" in wrong.stderr
     down = cli("stats", extra_env={"CLI_REDIS_URL": "redis://:s3cret-canary@127.0.0.1:1/0"})
     assert down.returncode == 4
@@ -154,8 +174,18 @@ def test_errors_are_one_line_with_documented_codes(cli: Cli, tmp_path: Path) -> 
 
 
 def test_every_command_has_help(cli: Cli) -> None:
-    for command in ("run", "add", "status", "cancel", "retry", "stats", "dead", "purge",
-                    "plugins", "demo"):
+    for command in (
+        "run",
+        "add",
+        "status",
+        "cancel",
+        "retry",
+        "stats",
+        "dead",
+        "purge",
+        "plugins",
+        "demo",
+    ):
         out = cli(command, "--help")
         assert out.returncode == 0 and "usage:" in out.stdout, command
 
@@ -163,19 +193,31 @@ def test_every_command_has_help(cli: Cli) -> None:
 def test_plugin_distribution_adds_a_subcommand(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "qtasks_hello.py").write_text(textwrap.dedent('''
+    (site / "qtasks_hello.py").write_text(
+        textwrap.dedent("""
         def register(sub):
             hello = sub.add_parser("hello", help="say hello")
             hello.set_defaults(handler=lambda args: print("hello from a plugin") or 0)
-    '''))
+    """)
+    )
     info = site / "qtasks_hello-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: qtasks-hello\nVersion: 0.1.0\n")
     (info / "entry_points.txt").write_text("[qtasks.commands]\nhello = qtasks_hello:register\n")
     env = {**os.environ, "PYTHONPATH": str(site)}
-    out = subprocess.run([sys.executable, "-m", "qtasks", "hello"], env=env, text=True,
-                         capture_output=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "qtasks", "hello"],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "hello from a plugin"
-    listed = subprocess.run([sys.executable, "-m", "qtasks", "plugins"], env=env, text=True,
-                            capture_output=True, timeout=30)
+    listed = subprocess.run(
+        [sys.executable, "-m", "qtasks", "plugins"],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
     assert "qtasks-hello" in listed.stdout and "hello" in listed.stdout

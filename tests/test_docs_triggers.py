@@ -32,6 +32,7 @@ def test_page_names_no_trigger_that_no_spec_declares() -> None:
 
 
 def test_every_spec_has_a_docstring() -> None:
-    undocumented = [n for n in hookspecs.TRIGGER_COMPONENT
-                    if not inspect.getdoc(getattr(hookspecs, n))]
+    undocumented = [
+        n for n in hookspecs.TRIGGER_COMPONENT if not inspect.getdoc(getattr(hookspecs, n))
+    ]
     assert not undocumented

@@ -34,8 +34,9 @@ def test_queuetasks_example() -> None:
     assert task is not None and task.returning == "User 7 recorded"
 
 
-def test_plugin_example_handler_sees_args(monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_plugin_example_handler_sees_args(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("QTASKS_BROKER_URL", "memory://")
     app = run_seed("plugin.py")["app"]
 
@@ -51,10 +52,17 @@ def test_plugin_example_handler_sees_args(monkeypatch: pytest.MonkeyPatch,
 
 def test_starter_example_runs_and_drains_on_sigterm() -> None:
     env = {**os.environ, "QTASKS_BROKER_URL": "memory://"}
-    code = ("import logging, runpy; logging.basicConfig(level=logging.INFO); "
-            f"runpy.run_path({str(SEEDS / 'starter.py')!r}, run_name='__main__')")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    code = (
+        "import logging, runpy; logging.basicConfig(level=logging.INFO); "
+        f"runpy.run_path({str(SEEDS / 'starter.py')!r}, run_name='__main__')"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:  # wait for the start-up line, not a fixed time

@@ -388,8 +388,9 @@ async def test_live_worker_registry(harness: Harness) -> None:
 def request_cleanup(harness: Harness, name: str) -> None:
     from qtasks.registries.registrar import shared_registry
 
-    harness.cleanups.append(lambda: (shared_registry.tasks.pop(name, None),
-                                     shared_registry.handles.pop(name, None)))
+    harness.cleanups.append(
+        lambda: (shared_registry.tasks.pop(name, None), shared_registry.handles.pop(name, None))
+    )
 
 
 class Counter(State):

@@ -70,7 +70,10 @@ def test_unserialisable_arguments(value: object) -> None:
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
     max_leaves=8,
@@ -110,8 +113,10 @@ def test_fields_not_of_their_plain_type_take_the_encoder() -> None:
     # Formatted directly, a bool would be `True` (no JSON); the encoder writes `true`.
     assert json.loads(encode(Envelope(id="a", task="t", priority=True)))["priority"] is True
     assert json.loads(encode(Envelope(id="a", task="t", priority=Level.HIGH)))["priority"] == 2
-    for bad in (Envelope(id="a", task="t", eta=float("nan")),
-                Envelope(id="a", task="t", created_at=float("inf"))):
+    for bad in (
+        Envelope(id="a", task="t", eta=float("nan")),
+        Envelope(id="a", task="t", created_at=float("inf")),
+    ):
         with pytest.raises(SerializationError, match="not JSON-serialisable"):
             encode(bad)
 
@@ -124,7 +129,10 @@ def test_fuzz_any_bytes_decode_or_raise_decode_error(data: bytes) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda children: st.lists(children) | st.dictionaries(st.text(), children),
     max_leaves=20,

@@ -25,14 +25,19 @@ class JsonLinesExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with open(self.path, "a", encoding="utf-8") as out:
             for span in spans:
-                out.write(json.dumps({
-                    "name": span.name,
-                    "kind": span.kind.name,
-                    "trace_id": f"{span.context.trace_id:032x}",
-                    "span_id": f"{span.context.span_id:016x}",
-                    "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
-                    "attributes": dict(span.attributes or {}),
-                }) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "name": span.name,
+                            "kind": span.kind.name,
+                            "trace_id": f"{span.context.trace_id:032x}",
+                            "span_id": f"{span.context.span_id:016x}",
+                            "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
+                            "attributes": dict(span.attributes or {}),
+                        }
+                    )
+                    + "\n"
+                )
         return SpanExportResult.SUCCESS
 
 

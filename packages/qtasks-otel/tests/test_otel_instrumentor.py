@@ -27,12 +27,16 @@ def plugins_of(app: BaseQueueTasks) -> list[Any]:
     return [p for p in app.plugins.pm.get_plugins() if isinstance(p, OpenTelemetryPlugin)]
 
 
-def test_instrument_and_uninstrument(instrumentor: QtasksInstrumentor,
-                                     telemetry: Telemetry) -> None:
+def test_instrument_and_uninstrument(
+    instrumentor: QtasksInstrumentor, telemetry: Telemetry
+) -> None:
     before = QueueTasks(name="otel-before", broker_url="memory://otel-before")
     assert QtasksInstrumentor() is instrumentor  # a singleton, like BaseInstrumentor
-    instrumentor.instrument(tracer_provider=telemetry.tracer_provider,
-                            meter_provider=telemetry.meter_provider, skip_dep_check=True)
+    instrumentor.instrument(
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        skip_dep_check=True,
+    )
     assert instrumentor.is_instrumented_by_opentelemetry
     instrumentor.instrument()  # twice is harmless
     app = QueueTasks(name="otel-inst", broker_url="memory://otel-inst")
@@ -53,7 +57,6 @@ def test_instrument_and_uninstrument(instrumentor: QtasksInstrumentor,
 
 
 def test_registered_for_opentelemetry_instrument() -> None:
-    (ep,) = [ep for ep in entry_points(group="opentelemetry_instrumentor")
-             if ep.name == "qtasks"]
+    (ep,) = [ep for ep in entry_points(group="opentelemetry_instrumentor") if ep.name == "qtasks"]
     assert ep.load() is QtasksInstrumentor
     assert "qtasks-core >= 2.0" in QtasksInstrumentor().instrumentation_dependencies()

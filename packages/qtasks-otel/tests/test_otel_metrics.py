@@ -27,8 +27,11 @@ async def test_counters_and_histograms(harness: Harness, telemetry: Telemetry) -
         raise RuntimeError("no")
 
     before = time.time()
-    tasks = [await harness.add_task("ok"), await harness.add_task("ok"),
-             await harness.add_task("bad")]
+    tasks = [
+        await harness.add_task("ok"),
+        await harness.add_task("ok"),
+        await harness.add_task("bad"),
+    ]
     enqueued = time.time()
     starting = time.time()  # no task can start before the worker does
     await harness.start()
@@ -39,19 +42,32 @@ async def test_counters_and_histograms(harness: Harness, telemetry: Telemetry) -
     # Producers' sends only: the retry the worker enqueued is not a send.
     assert {name: p.value for (name,), p in sent.items()} == {"ok": 2, "bad": 1}
     assert dict(sent[("ok",)].attributes) == {
-        "messaging.system": "qtasks", "messaging.operation.name": "send",
-        "messaging.destination.name": "default", "qtasks.task.name": "ok"}
+        "messaging.system": "qtasks",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": "default",
+        "qtasks.task.name": "ok",
+    }
 
-    finished = by_labels(telemetry.points("qtasks.tasks.finished"), "qtasks.task.name",
-                         "qtasks.task.status", "error.type")
+    finished = by_labels(
+        telemetry.points("qtasks.tasks.finished"),
+        "qtasks.task.name",
+        "qtasks.task.status",
+        "error.type",
+    )
     assert {k: p.value for k, p in finished.items()} == {
-        ("ok", "success", None): 2, ("bad", "retry", "RuntimeError"): 1,
-        ("bad", "error", "RuntimeError"): 1}
+        ("ok", "success", None): 2,
+        ("bad", "retry", "RuntimeError"): 1,
+        ("bad", "error", "RuntimeError"): 1,
+    }
 
-    durations = by_labels(telemetry.points("messaging.process.duration"), "qtasks.task.name",
-                          "qtasks.task.status")
+    durations = by_labels(
+        telemetry.points("messaging.process.duration"), "qtasks.task.name", "qtasks.task.status"
+    )
     assert {k: p.count for k, p in durations.items()} == {
-        ("ok", "success"): 2, ("bad", "retry"): 1, ("bad", "error"): 1}
+        ("ok", "success"): 2,
+        ("bad", "retry"): 1,
+        ("bad", "error"): 1,
+    }
     ok_duration = durations[("ok", "success")]
     assert 0 <= ok_duration.min <= ok_duration.max < 5
 

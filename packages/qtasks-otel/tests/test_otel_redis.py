@@ -32,11 +32,13 @@ def test_trace_continues_in_a_worker_process(
     # "double" is registered in the worker only (shared_task registrations of other tests
     # would otherwise make this producer strict about unknown names).
     producer.config.enqueue_unknown_tasks = True
-    producer.add_plugin(OpenTelemetryPlugin(telemetry.tracer_provider,
-                                            telemetry.meter_provider))
+    producer.add_plugin(OpenTelemetryPlugin(telemetry.tracer_provider, telemetry.meter_provider))
     worker = subprocess.Popen(
         [sys.executable, str(WORKER), redis_server.url, name, str(spans_file), flavour],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         tracer = telemetry.tracer_provider.get_tracer("test")
         with tracer.start_as_current_span("web request") as request:

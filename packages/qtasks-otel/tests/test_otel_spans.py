@@ -49,9 +49,12 @@ async def test_one_trace_from_request_to_execution(harness: Harness, telemetry: 
 
     assert send.name == "send default" and process.name == "process default"
     assert dict(send.attributes or {}) == {
-        "messaging.system": "qtasks", "messaging.operation.type": "send",
-        "messaging.operation.name": "send", "messaging.destination.name": "default",
-        "messaging.message.id": str(queued.uuid), "qtasks.task.name": "double",
+        "messaging.system": "qtasks",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": "default",
+        "messaging.message.id": str(queued.uuid),
+        "qtasks.task.name": "double",
         "qtasks.task.priority": 0,
     }
     attrs = dict(process.attributes or {})
@@ -106,16 +109,20 @@ async def test_each_retry_attempt_is_a_span_of_the_same_trace(
     (send,), processes = by_kind(telemetry)
     processes.sort(key=lambda s: dict(s.attributes or {})["qtasks.task.attempt"])
     assert [dict(s.attributes or {})["qtasks.task.status"] for s in processes] == [
-        "retry", "retry", "error"]
+        "retry",
+        "retry",
+        "error",
+    ]
     assert [dict(s.attributes or {})["qtasks.task.retries_left"] for s in processes] == [2, 1, 0]
     assert all(s.status.status_code == StatusCode.ERROR for s in processes)
     # Retries carry the first envelope's headers: every attempt continues the producer's trace.
     assert {s.context.trace_id for s in processes} == {send.context.trace_id}
-    assert all(s.parent is not None and s.parent.span_id == send.context.span_id
-               for s in processes)
+    assert all(s.parent is not None and s.parent.span_id == send.context.span_id for s in processes)
     first = dict(processes[0].attributes or {})
-    assert dict(processes[1].attributes or {})["qtasks.task.parent_id"] == (
-        first["messaging.message.id"])
+    assert (
+        dict(processes[1].attributes or {})["qtasks.task.parent_id"]
+        == (first["messaging.message.id"])
+    )
 
 
 async def test_bulk_enqueue_gives_each_span_its_task_id(
@@ -131,15 +138,16 @@ async def test_bulk_enqueue_gives_each_span_its_task_id(
     def b(n: int) -> int:
         return n
 
-    records = await harness.call("add_tasks", [("a", (n,), {}, None) if n != 2 else
-                                               ("b", (n,), {}, None) for n in (1, 2, 3, 4)])
+    records = await harness.call(
+        "add_tasks",
+        [("a", (n,), {}, None) if n != 2 else ("b", (n,), {}, None) for n in (1, 2, 3, 4)],
+    )
     sends = telemetry.spans(SpanKind.PRODUCER)
     assert len(sends) == 4
     # In enqueue order, each span ended with its own record's id and queue.
     ids = [dict(s.attributes or {})["messaging.message.id"] for s in sends]
     assert ids == [str(r.uuid) for r in records]
-    assert [s.name for s in sends] == ["send default", "send other", "send default",
-                                       "send default"]
+    assert [s.name for s in sends] == ["send default", "send other", "send default", "send default"]
 
     harness.app.worker.queues = ["default", "other"]
     await harness.start()

@@ -109,9 +109,7 @@ def test_idle_claim_is_woken_by_an_enqueue(app: Any) -> None:
     assert out["at"] - sent < 0.5, out["at"] - sent  # woken, not the 1.9 s block running out
 
 
-def test_a_woken_claim_comes_in_the_round_trip_that_blocked(
-    app: Any, admin: redis.Redis
-) -> None:
+def test_a_woken_claim_comes_in_the_round_trip_that_blocked(app: Any, admin: redis.Redis) -> None:
     broker = app.broker
     assert broker.claim("w", 5, 0.05, ["default"]) == []  # the queue is known to be empty
     pairs: list[Any] = []

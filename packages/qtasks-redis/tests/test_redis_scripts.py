@@ -152,8 +152,12 @@ def test_a_mixed_bulk_enqueue_files_each_task_and_a_resend_is_a_no_op(
     assert [admin.zcard(keys.delayed(q)) for q in ("default", "other")] == [1, 1]
     records = [broker.storage.get(e.id) for e in envs]
     assert [(r.task_name, r.queue, r.status) for r in records] == [
-        ("a", "default", "new"), ("b", "other", "new"), ("a", "default", "new"),
-        ("b", "other", "new"), ("a", "other", "new")]
+        ("a", "default", "new"),
+        ("b", "other", "new"),
+        ("a", "default", "new"),
+        ("b", "other", "new"),
+        ("a", "other", "new"),
+    ]
     # Sent again (a lost reply): every item is skipped and no key changes, not even the seq.
     before = {k: admin.dump(k) for k in admin.keys("QueueTasks:*")}
     again = broker.protocol.enqueue([(e, b"{}", {"status": "new"}) for e in envs])

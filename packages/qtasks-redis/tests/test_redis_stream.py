@@ -105,7 +105,8 @@ async def test_a_streamed_bulk_returns_the_records_it_stored(
     # Without a plugin on the record, each record is made as its call is built; with one,
     # before anything is written. Either way the caller gets the stored records, in order.
     app: Any = (AsyncQueueTasks if flavour == "async" else QueueTasks)(
-        name="stream", broker_url=redis_server.url)
+        name="stream", broker_url=redis_server.url
+    )
     if plugin:
         app.add_plugin(TagRecords())
     calls = [("t", (i,)) for i in range(N)]

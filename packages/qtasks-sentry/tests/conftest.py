@@ -36,8 +36,7 @@ class CapturingTransport(Transport):
         return [e for e in (env.get_event() for env in self.envelopes) if e is not None]
 
     def transactions(self) -> list[dict[str, Any]]:
-        return [t for t in (env.get_transaction_event() for env in self.envelopes)
-                if t is not None]
+        return [t for t in (env.get_transaction_event() for env in self.envelopes) if t is not None]
 
     def wait(self, predicate: Callable[[CapturingTransport], Any], timeout: float = 5.0) -> None:
         with self._changed:

@@ -47,8 +47,12 @@ def main() -> None:
     before = make_app("before")  # made before sentry_sdk.init, like a module-level app
     transport = Capture()
     integration = QtasksIntegration(report_retries=mode == "report_retries")
-    sentry_sdk.init(dsn="https://public@sentry.example/1", transport=transport,
-                    traces_sample_rate=1.0, integrations=[integration])
+    sentry_sdk.init(
+        dsn="https://public@sentry.example/1",
+        transport=transport,
+        traces_sample_rate=1.0,
+        integrations=[integration],
+    )
     after = make_app("after")
     if mode == "with_explicit_plugin":
         after.add_plugin(SentryPlugin())
@@ -59,24 +63,43 @@ def main() -> None:
         sentry_sdk.capture_message("after enqueue")
     if mode == "client_without_integration":
         transport.envelopes.clear()
-        sentry_sdk.init(dsn="https://public@sentry.example/1", transport=transport,
-                        traces_sample_rate=1.0, default_integrations=False)
+        sentry_sdk.init(
+            dsn="https://public@sentry.example/1",
+            transport=transport,
+            traces_sample_rate=1.0,
+            default_integrations=False,
+        )
         statuses.append(run(make_app("later")))
     events = [e.get_event() for e in transport.envelopes if e.get_event()]
     messages = [e for e in events if "exception" not in e]
     events = [e for e in events if "exception" in e]
-    transactions = [e.get_transaction_event() for e in transport.envelopes
-                    if e.get_transaction_event()]
-    print(json.dumps({
-        "statuses": statuses,
-        "errors": sorted((e["exception"]["values"][0]["value"], e["tags"]["qtasks.attempt"])
-                         for e in events),
-        "transactions": len(transactions),
-        "enqueue_breadcrumbs": [len([c for c in m["breadcrumbs"]["values"]
-                                     if c["category"] == "qtasks"]) for m in messages],
-        "plugins": [sorted(name for name, _ in app.plugins.pm.list_name_plugin()
-                           if name == "qtasks.sentry") for app in (before, after)],
-    }))
+    transactions = [
+        e.get_transaction_event() for e in transport.envelopes if e.get_transaction_event()
+    ]
+    print(
+        json.dumps(
+            {
+                "statuses": statuses,
+                "errors": sorted(
+                    (e["exception"]["values"][0]["value"], e["tags"]["qtasks.attempt"])
+                    for e in events
+                ),
+                "transactions": len(transactions),
+                "enqueue_breadcrumbs": [
+                    len([c for c in m["breadcrumbs"]["values"] if c["category"] == "qtasks"])
+                    for m in messages
+                ],
+                "plugins": [
+                    sorted(
+                        name
+                        for name, _ in app.plugins.pm.list_name_plugin()
+                        if name == "qtasks.sentry"
+                    )
+                    for app in (before, after)
+                ],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,13 @@ async def test_failing_task_is_one_event_with_tags_and_context(
     (exception,) = event["exception"]["values"]
     assert exception["type"] == "ValueError" and exception["value"] == "card declined for 99"
     assert exception["mechanism"] == {"type": "qtasks", "handled": False}
-    assert event["tags"] == {"qtasks.task_name": "charge", "qtasks.task_id": str(queued.uuid),
-                             "qtasks.queue": "default", "qtasks.priority": "3",
-                             "qtasks.attempt": "0"}
+    assert event["tags"] == {
+        "qtasks.task_name": "charge",
+        "qtasks.task_id": str(queued.uuid),
+        "qtasks.queue": "default",
+        "qtasks.priority": "3",
+        "qtasks.attempt": "0",
+    }
     context = event["contexts"]["qtasks"]
     assert context["task_name"] == "charge" and context["task_id"] == str(queued.uuid)
     assert context["priority"] == 3 and context["attempt"] == 0

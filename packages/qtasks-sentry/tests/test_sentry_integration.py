@@ -21,8 +21,9 @@ APP = Path(__file__).resolve().parent / "sentry_integration_app.py"
 
 
 def scenario(mode: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, str(APP), mode], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, str(APP), mode], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -46,8 +47,12 @@ def test_apps_made_before_and_after_init_report_last_failures() -> None:
 
 def test_report_retries_option() -> None:
     result = scenario("report_retries")
-    assert result["errors"] == [["boom in after", "0"], ["boom in after", "1"],
-                                ["boom in before", "0"], ["boom in before", "1"]]
+    assert result["errors"] == [
+        ["boom in after", "0"],
+        ["boom in after", "1"],
+        ["boom in before", "0"],
+        ["boom in before", "1"],
+    ]
 
 
 def test_explicit_plugin_beside_the_integration_reports_once() -> None:

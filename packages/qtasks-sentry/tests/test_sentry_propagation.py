@@ -54,9 +54,14 @@ async def test_enqueue_headers_follow_every_change_of_the_propagation_context(
     with sentry_sdk.isolation_scope() as request:
         request.set_new_propagation_context()  # a request's own trace, as web frameworks start
         in_request = await enqueue()
-        sentry_sdk.continue_trace({  # a new context object for the same scope
-            "sentry-trace": "771a43a4192642f0b136d5159a501700-1234567890abcdef-1",
-            "baggage": "sentry-trace_id=771a43a4192642f0b136d5159a501700,sentry-sample_rand=0.5"})
+        sentry_sdk.continue_trace(
+            {  # a new context object for the same scope
+                "sentry-trace": "771a43a4192642f0b136d5159a501700-1234567890abcdef-1",
+                "baggage": (
+                    "sentry-trace_id=771a43a4192642f0b136d5159a501700,sentry-sample_rand=0.5"
+                ),
+            }
+        )
         continued = await enqueue()
         # The same context object, changed in place.
         Scope.get_isolation_scope().get_active_propagation_context().trace_id = "ab" * 16
@@ -69,10 +74,18 @@ async def test_enqueue_headers_follow_every_change_of_the_propagation_context(
     await harness.stop()
 
     assert probe.headers == expected
-    trace_ids = {name: probe.headers[uuid]["sentry-trace"].split("-")[0] for name, uuid in (
-        ("first", first), ("second", second), ("in_request", in_request),
-        ("continued", continued), ("changed", changed), ("in_span", in_span),
-        ("after_span", after_span))}
+    trace_ids = {
+        name: probe.headers[uuid]["sentry-trace"].split("-")[0]
+        for name, uuid in (
+            ("first", first),
+            ("second", second),
+            ("in_request", in_request),
+            ("continued", continued),
+            ("changed", changed),
+            ("in_span", in_span),
+            ("after_span", after_span),
+        )
+    }
     assert trace_ids["first"] == trace_ids["second"] != trace_ids["in_request"]
     assert trace_ids["continued"] == "771a43a4192642f0b136d5159a501700"
     assert trace_ids["changed"] == trace_ids["after_span"] == "ab" * 16
@@ -98,12 +111,16 @@ async def test_tasks_of_one_trace_each_have_their_own_span(
         sentry_sdk.capture_message(f"working on {n}")
         raise RuntimeError(n)
 
-    one = {"sentry-trace": "771a43a4192642f0b136d5159a501700-1234567890abcdef-1",
-           "baggage": "sentry-trace_id=771a43a4192642f0b136d5159a501700"}
+    one = {
+        "sentry-trace": "771a43a4192642f0b136d5159a501700-1234567890abcdef-1",
+        "baggage": "sentry-trace_id=771a43a4192642f0b136d5159a501700",
+    }
     other = {"sentry-trace": "0123456789abcdef0123456789abcdef-fedcba9876543210"}
     await harness.start()
-    tasks = [await harness.call("enqueue", "boom", (n,), headers=h)
-             for n, h in enumerate((one, one, other))]
+    tasks = [
+        await harness.call("enqueue", "boom", (n,), headers=h)
+        for n, h in enumerate((one, one, other))
+    ]
     for task in tasks:
         assert (await harness.call("wait", task.uuid, 5)).status == "error"
     await transport.wait_async(lambda t: len(t.events()) == 6)
@@ -118,10 +135,14 @@ async def test_tasks_of_one_trace_each_have_their_own_span(
         assert len({c["span_id"] for c in trace}) == 1
     assert len({trace[0]["span_id"] for trace in traces}) == 3
     # The incoming baggage is each task's own: sentry-sdk fills in its sample_rand per copy.
-    dsc = [env.headers["trace"] for env in transport.envelopes
-           if env.get_event() is not None and env.get_event()["level"] == "error"]
+    dsc = [
+        env.headers["trace"]
+        for env in transport.envelopes
+        if env.get_event() is not None and env.get_event()["level"] == "error"
+    ]
     assert sorted(d["trace_id"] for d in dsc) == sorted(
-        ["771a43a4192642f0b136d5159a501700"] * 2 + ["0123456789abcdef0123456789abcdef"])
+        ["771a43a4192642f0b136d5159a501700"] * 2 + ["0123456789abcdef0123456789abcdef"]
+    )
 
 
 async def test_tasks_without_a_trace_each_start_their_own(
@@ -137,8 +158,10 @@ async def test_tasks_without_a_trace_each_start_their_own(
     # then an unparsable one. Either way every task starts a trace of its own, as with sentry-sdk.
     tasks = [await harness.add_task("boom"), await harness.add_task("boom")]
     harness.app.add_plugin(SentryPlugin())
-    tasks += [await harness.call("enqueue", "boom", headers={"sentry-trace": "nonsense"})
-              for _ in range(2)]
+    tasks += [
+        await harness.call("enqueue", "boom", headers={"sentry-trace": "nonsense"})
+        for _ in range(2)
+    ]
     await harness.start()
     for task in tasks:
         assert (await harness.call("wait", task.uuid, 5)).status == "error"
@@ -160,8 +183,10 @@ async def test_continuing_a_trace_follows_the_current_client(
         raise RuntimeError("x")
 
     # From organisation 7: continued by a client of no organisation, unless it is strict.
-    headers = {"sentry-trace": "771a43a4192642f0b136d5159a501700-1234567890abcdef-1",
-               "baggage": "sentry-trace_id=771a43a4192642f0b136d5159a501700,sentry-org_id=7"}
+    headers = {
+        "sentry-trace": "771a43a4192642f0b136d5159a501700-1234567890abcdef-1",
+        "baggage": "sentry-trace_id=771a43a4192642f0b136d5159a501700,sentry-org_id=7",
+    }
     await harness.start()
     task = await harness.call("enqueue", "boom", headers=headers)
     assert (await harness.call("wait", task.uuid, 5)).status == "error"

@@ -70,8 +70,10 @@ async def test_failed_attempts_mark_their_transactions(
     queued = await harness.add_task("flaky")
     assert (await harness.call("wait", queued.uuid, 5)).status == "error"
     await transport.wait_async(lambda t: len(t.transactions()) == 2 and t.events())
-    statuses = sorted((t["tags"]["qtasks.attempt"], t["tags"]["qtasks.status"],
-                       t["contexts"]["trace"]["status"]) for t in transport.transactions())
+    statuses = sorted(
+        (t["tags"]["qtasks.attempt"], t["tags"]["qtasks.status"], t["contexts"]["trace"]["status"])
+        for t in transport.transactions()
+    )
     assert statuses == [("0", "retry", "internal_error"), ("1", "error", "internal_error")]
     (event,) = transport.events()
     last = next(t for t in transport.transactions() if t["tags"]["qtasks.attempt"] == "1")
@@ -116,8 +118,13 @@ async def test_enqueue_leaves_a_breadcrumb(harness: Harness, sentry_init: Sentry
     (event,) = transport.events()
     crumbs = [c for c in event["breadcrumbs"]["values"] if c["category"] == "qtasks"]
     assert [c["message"] for c in crumbs] == ["enqueued mail"]
-    assert crumbs[0]["data"] == {"task_name": "mail", "task_id": str(queued.uuid),
-                                 "queue": "default", "priority": 2, "attempt": 0}
+    assert crumbs[0]["data"] == {
+        "task_name": "mail",
+        "task_id": str(queued.uuid),
+        "queue": "default",
+        "priority": 2,
+        "attempt": 0,
+    }
 
 
 async def test_trace_headers_given_by_the_caller_are_kept(

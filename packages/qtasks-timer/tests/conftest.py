@@ -33,8 +33,11 @@ class Ledger(BasePlugin):
     def enqueued(self) -> list[tuple[datetime, Any]]:
         """`(scheduled run time, task)` of every enqueue, in order."""
         with self._cond:
-            return [(kw["run_time"], kw["task"]) for name, kw in self.fired
-                    if name == "timer_add_task_after"]
+            return [
+                (kw["run_time"], kw["task"])
+                for name, kw in self.fired
+                if name == "timer_add_task_after"
+            ]
 
     def wait(self, predicate: Callable[[Ledger], bool], timeout: float = 5.0) -> bool:
         with self._cond:

@@ -51,10 +51,8 @@ def test_task_name_positional_keyword_or_handle_give_one_schedule() -> None:
     trigger = CronTrigger(second="*/10", timezone="UTC")
     by_position = SyncTimer(app).add_task("report", "mon", trigger=trigger, verbose=True)
     # 1.7 style: arguments first, the name as a keyword.
-    by_keyword = SyncTimer(app).add_task("mon", task_name="report", trigger=trigger,
-                                         verbose=True)
-    by_handle = SyncTimer(app).add_task(app.handles["report"], "mon", trigger=trigger,
-                                        verbose=True)
+    by_keyword = SyncTimer(app).add_task("mon", task_name="report", trigger=trigger, verbose=True)
+    by_handle = SyncTimer(app).add_task(app.handles["report"], "mon", trigger=trigger, verbose=True)
     assert by_position.id == by_keyword.id == by_handle.id
     assert by_position.task_name == "report"
     assert by_position.args == ("mon",)
@@ -64,13 +62,12 @@ def test_task_name_positional_keyword_or_handle_give_one_schedule() -> None:
 def test_schedule_id_is_the_same_in_every_process() -> None:
     # Replicas build their triggers separately; the id must not depend on object identity or
     # on an IntervalTrigger's per-process start.
-    first = Schedule.derive_id("report", IntervalTrigger(seconds=5, timezone="UTC"), (), {},
-                               None)
-    second = Schedule.derive_id("report", IntervalTrigger(seconds=5, timezone="UTC"), (), {},
-                                None)
+    first = Schedule.derive_id("report", IntervalTrigger(seconds=5, timezone="UTC"), (), {}, None)
+    second = Schedule.derive_id("report", IntervalTrigger(seconds=5, timezone="UTC"), (), {}, None)
     assert first == second
-    other_zone = Schedule.derive_id("report", CronTrigger(hour=3, timezone="Europe/Paris"),
-                                    (), {}, None)
+    other_zone = Schedule.derive_id(
+        "report", CronTrigger(hour=3, timezone="Europe/Paris"), (), {}, None
+    )
     utc = Schedule.derive_id("report", CronTrigger(hour=3, timezone="UTC"), (), {}, None)
     assert other_zone != utc
 
@@ -161,6 +158,8 @@ def test_interval_ticks_of_replicas_with_different_starts_share_slots() -> None:
 def test_cron_and_date_ticks_are_keyed_by_their_instant() -> None:
     moment = datetime(2030, 1, 1, 12, 0, 5, tzinfo=timezone.utc)
     assert tick_slot(CronTrigger(second="*"), moment) == tick_slot(
-        CronTrigger(second="*/5"), moment)
+        CronTrigger(second="*/5"), moment
+    )
     assert tick_slot(DateTrigger(moment), moment) != tick_slot(
-        DateTrigger(moment), moment + timedelta(microseconds=1))
+        DateTrigger(moment), moment + timedelta(microseconds=1)
+    )

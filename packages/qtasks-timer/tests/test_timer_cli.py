@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCHEDULES = '''
+SCHEDULES = """
 from apscheduler.triggers.interval import IntervalTrigger
 
 from qtasks import QueueTasks
@@ -29,7 +29,7 @@ ledger.handlers = {"timer_add_task_after": lambda task, **kw: print("ENQ", task.
 app.add_plugin(ledger, component="timer")
 timer = SyncTimer(app)
 timer.add_task("beat", trigger=IntervalTrigger(seconds=0.2))
-'''
+"""
 
 
 COMMANDS = {
@@ -43,8 +43,13 @@ COMMANDS = {
 @pytest.mark.parametrize("how", sorted(COMMANDS))
 def test_a_timer_runs_as_a_service_until_sigterm(tmp_path: Path, how: str) -> None:
     (tmp_path / "schedules.py").write_text(SCHEDULES)
-    proc = subprocess.Popen([sys.executable, *COMMANDS[how]], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, *COMMANDS[how]],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until the first enqueue (or the process dies)
@@ -58,10 +63,20 @@ def test_a_timer_runs_as_a_service_until_sigterm(tmp_path: Path, how: str) -> No
 @pytest.mark.parametrize("how", ["module", "qtasks"])
 def test_an_app_without_a_timer_is_a_clear_error(tmp_path: Path, how: str) -> None:
     (tmp_path / "empty.py").write_text(
-        "from qtasks import QueueTasks\napp = QueueTasks(broker_url='memory://')\n")
-    argv = (["-m", "qtasks.timer", "empty:app"] if how == "module"
-            else ["-m", "qtasks", "-A", "empty:app", "timer"])
-    done = subprocess.run([sys.executable, *argv], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=30, check=False)
+        "from qtasks import QueueTasks\napp = QueueTasks(broker_url='memory://')\n"
+    )
+    argv = (
+        ["-m", "qtasks.timer", "empty:app"]
+        if how == "module"
+        else ["-m", "qtasks", "-A", "empty:app", "timer"]
+    )
+    done = subprocess.run(
+        [sys.executable, *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 3
     assert "exactly one timer" in done.stderr

@@ -81,12 +81,18 @@ def ten_seconds(now: datetime) -> IntervalTrigger:
     return IntervalTrigger(seconds=10, start_date=now - timedelta(seconds=95))
 
 
-def leave_record(app: QueueTasks, schedule: Schedule, last_run: datetime | None,
-                 registered_at: datetime) -> None:
+def leave_record(
+    app: QueueTasks, schedule: Schedule, last_run: datetime | None, registered_at: datetime
+) -> None:
     """What a timer that stopped earlier left in the GlobalConfig."""
-    record = {**schedule.definition(), "registered_at": registered_at.timestamp(),
-              "last_run": None if last_run is None else last_run.timestamp(),
-              "last_task_uuid": "previous", "next_run_time": None, "timer": "gone"}
+    record = {
+        **schedule.definition(),
+        "registered_at": registered_at.timestamp(),
+        "last_run": None if last_run is None else last_run.timestamp(),
+        "last_task_uuid": "previous",
+        "next_run_time": None,
+        "timer": "gone",
+    }
     app.broker.storage.global_config.set(SCHEDULES, schedule.id, record)
 
 
@@ -94,12 +100,15 @@ def enqueued_ticks(app: QueueTasks) -> list[str]:
     return sorted(task.extra["timer_tick"] for task in app.broker.storage.get_all())
 
 
-@pytest.mark.parametrize(("coalesce", "grace", "expected"), [
-    (True, None, [-5]),
-    (False, None, [-55, -45, -35, -25, -15, -5]),
-    (False, 30.0, [-25, -15, -5]),
-    (True, 30.0, [-5]),
-])
+@pytest.mark.parametrize(
+    ("coalesce", "grace", "expected"),
+    [
+        (True, None, [-5]),
+        (False, None, [-55, -45, -35, -25, -15, -5]),
+        (False, 30.0, [-25, -15, -5]),
+        (True, 30.0, [-5]),
+    ],
+)
 def test_ticks_missed_while_every_timer_was_down(
     store_url: str, coalesce: bool, grace: float | None, expected: list[int]
 ) -> None:
@@ -107,13 +116,15 @@ def test_ticks_missed_while_every_timer_was_down(
     app = make_app(store_url)
     timer = SyncTimer(app)
     trigger = ten_seconds(now)
-    schedule = timer.add_task("report", trigger=trigger, coalesce=coalesce,
-                              misfire_grace_time=grace)
+    schedule = timer.add_task(
+        "report", trigger=trigger, coalesce=coalesce, misfire_grace_time=grace
+    )
     leave_record(app, schedule, now - timedelta(seconds=65), now - timedelta(seconds=200))
     with timer:  # catch-up is done when start() returns
         ticks = enqueued_ticks(app)
-    want = [(trigger.start_date + timedelta(seconds=95 + offset)).isoformat()
-            for offset in expected]
+    want = [
+        (trigger.start_date + timedelta(seconds=95 + offset)).isoformat() for offset in expected
+    ]
     assert ticks == want
     (status,) = timer.schedules()
     assert status.last_run is not None
@@ -186,9 +197,7 @@ def test_a_late_tick_past_its_grace_time_is_skipped_and_a_tick_runs_once(
     assert enqueued_ticks(app) == [(now - timedelta(seconds=s)).isoformat() for s in (2, 1)]
 
 
-def test_a_one_off_trigger_does_not_run_again_after_a_restart(
-    store_url: str, ledger: Any
-) -> None:
+def test_a_one_off_trigger_does_not_run_again_after_a_restart(store_url: str, ledger: Any) -> None:
     app = make_app(store_url)
     app.add_plugin(ledger, component="timer")
     when = datetime.now(UTC) + timedelta(seconds=0.2)

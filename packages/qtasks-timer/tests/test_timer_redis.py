@@ -13,13 +13,16 @@ import qtasks.asyncio
 from qtasks import QueueTasks, _discovery
 from qtasks.timer import SCHEDULES, AsyncTimer, ScheduleStatus, SyncTimer
 
-pytestmark = pytest.mark.skipif(not _discovery.has_scheme("qtasks.brokers", "redis"),
-                                reason="qtasks-redis (redis:// broker) not installed")
+pytestmark = pytest.mark.skipif(
+    not _discovery.has_scheme("qtasks.brokers", "redis"),
+    reason="qtasks-redis (redis:// broker) not installed",
+)
 
 
 def fast() -> IntervalTrigger:
-    return IntervalTrigger(seconds=0.2,
-                           start_date=datetime.now(timezone.utc) + timedelta(seconds=0.2))
+    return IntervalTrigger(
+        seconds=0.2, start_date=datetime.now(timezone.utc) + timedelta(seconds=0.2)
+    )
 
 
 async def test_async_timer_beside_an_async_redis_worker(redis_url: str) -> None:

@@ -108,8 +108,11 @@ class Replicas:
         for flavour in ("async", "sync"):
             proc = subprocess.Popen(
                 [sys.executable, str(script), flavour, backend, server.url, str(server.port)],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
             self.procs[flavour] = proc
             reader = threading.Thread(target=self._read, args=(flavour, proc), daemon=True)
             reader.start()

@@ -21,7 +21,7 @@ from qtasks.plugins import BasePlugin
 from qtasks.testing import RedisServer
 from qtasks.timer import AsyncTimer
 
-SEED = '''
+SEED = """
 from qtasks import QueueTasks
 from qtasks.timers import AsyncTimer
 from apscheduler.triggers.cron import CronTrigger
@@ -38,7 +38,7 @@ timer = AsyncTimer(app=app)
 timer.add_task("test", trigger=trigger)
 
 timer.run_forever()
-'''
+"""
 # The one change: a tick every second instead of every ten.
 FAST_SEED = SEED.replace('CronTrigger(second="*/10")', 'CronTrigger(second="*")')
 assert FAST_SEED != SEED
@@ -86,8 +86,10 @@ def test_the_seed_runs_in_process_and_its_task_runs(
     assert "Running test task" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not _discovery.has_scheme("qtasks.brokers", "redis"),
-                    reason="qtasks-redis (redis:// broker) not installed")
+@pytest.mark.skipif(
+    not _discovery.has_scheme("qtasks.brokers", "redis"),
+    reason="qtasks-redis (redis:// broker) not installed",
+)
 def test_the_seed_runs_as_its_own_process_on_redis(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -103,8 +105,13 @@ def test_the_seed_runs_as_its_own_process_on_redis(
     def test() -> None:
         ran.set()
 
-    proc = subprocess.Popen([sys.executable, str(seed)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(seed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with worker:
             assert ran.wait(6), "no tick of the seed's timer reached the worker"

@@ -27,7 +27,8 @@ def test_the_timer_component_declares_these_triggers() -> None:
 
 def make(flavour: str, url: str) -> Any:
     app = (qtasks.asyncio.QueueTasks if flavour == "async" else QueueTasks)(
-        name="timer-triggers", broker_url=url)
+        name="timer-triggers", broker_url=url
+    )
 
     @app.task(name="report")
     def report(day: str = "mon") -> str:
@@ -36,27 +37,35 @@ def make(flavour: str, url: str) -> Any:
     return app
 
 
-@pytest.mark.parametrize(("timer_cls", "flavour"), [
-    (SyncTimer, "sync"), (AsyncTimer, "async"), (AsyncTimer, "sync"), (SyncTimer, "async"),
-])
-def test_every_timer_trigger_fires(timer_cls: Any, flavour: str, store_url: str,
-                                   ledger: Any) -> None:
+@pytest.mark.parametrize(
+    ("timer_cls", "flavour"),
+    [
+        (SyncTimer, "sync"),
+        (AsyncTimer, "async"),
+        (AsyncTimer, "sync"),
+        (SyncTimer, "async"),
+    ],
+)
+def test_every_timer_trigger_fires(
+    timer_cls: Any, flavour: str, store_url: str, ledger: Any
+) -> None:
     app = make(flavour, store_url)
     app.add_plugin(ledger, component="timer")  # no trigger_names: every timer trigger
     timer = timer_cls(app)
     timer.add_task("report", trigger=soon())
     if timer_cls is AsyncTimer:
+
         async def run() -> None:
             async with timer:
                 assert await asyncio.to_thread(ledger.wait_enqueued, 1)
+
         asyncio.run(run())
     else:
         with timer:
             assert ledger.wait_enqueued(1)
     assert ledger.names() == set(triggers_of("timer"))
     order = [name for name, _ in ledger.fired]
-    assert order == ["timer_start", "timer_add_task_before", "timer_add_task_after",
-                     "timer_stop"]
+    assert order == ["timer_start", "timer_add_task_before", "timer_add_task_after", "timer_stop"]
     before = dict(ledger.fired[1][1])
     assert before["timer"] is timer and before["task_name"] == "report"
     assert before["run_time"] == timer._schedules[before["schedule_id"]].trigger.run_date

@@ -157,12 +157,23 @@ class BaseQueueTasks(TaskRegistrar):
             priority = definition.priority if definition else self.config.task_default_priority
         if self.plugins.wants("qtasks_add_task_before_broker"):
             values = yield from self.plugins.app(
-                "qtasks_add_task_before_broker", qtasks=self, broker=self.broker,
-                task_name=task_name, priority=priority, args=args, kw=kwargs,
-                extra=dict(extra or {}), headers=dict(headers or {}), eta=eta,
+                "qtasks_add_task_before_broker",
+                qtasks=self,
+                broker=self.broker,
+                task_name=task_name,
+                priority=priority,
+                args=args,
+                kw=kwargs,
+                extra=dict(extra or {}),
+                headers=dict(headers or {}),
+                eta=eta,
             )
             task_name, priority, args, kwargs = (
-                values["task_name"], values["priority"], values["args"], values["kw"])
+                values["task_name"],
+                values["priority"],
+                values["args"],
+                values["kw"],
+            )
             extra, headers, eta = values["extra"], values["headers"], values["eta"]
         return self.broker.make_envelope(
             task_name,
@@ -266,8 +277,13 @@ class BaseQueueTasks(TaskRegistrar):
         if record is None or record.status not in ("error", "cancel"):
             return None
         env = self.broker.make_envelope(
-            record.task_name, record.priority, {**record.extra, "retried_from": str(uuid)},
-            record.args, record.kwargs, queue=record.queue)
+            record.task_name,
+            record.priority,
+            {**record.extra, "retried_from": str(uuid)},
+            record.args,
+            record.kwargs,
+            queue=record.queue,
+        )
         return (yield from self.broker._add_flow(env))
 
     def _cancel_flow(self, uuid: str, reason: str | None) -> Flow[str]:

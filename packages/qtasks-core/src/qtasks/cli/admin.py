@@ -33,21 +33,35 @@ def live_stats(app: Any) -> dict[str, Any]:
 
 
 def print_stats(data: dict[str, Any]) -> None:
-    print(f"app {data['app']}: {data['processing']} running, {data['dead']} dead, "
-          f"{data['throughput_last_minute']} finished in the last minute")
+    print(
+        f"app {data['app']}: {data['processing']} running, {data['dead']} dead, "
+        f"{data['throughput_last_minute']} finished in the last minute"
+    )
     rows = []
     for queue, info in sorted(data["queues"].items()):
-        prios = ", ".join(f"p{p}: {n}" for p, n in sorted(info["priorities"].items(),
-                                                             key=lambda kv: int(kv[0])))
+        prios = ", ".join(
+            f"p{p}: {n}" for p, n in sorted(info["priorities"].items(), key=lambda kv: int(kv[0]))
+        )
         rows.append((queue, info["ready"], info["delayed"], prios or "-"))
     print()
     table(("queue", "ready", "delayed", "by priority"), rows)
     print()
     table(("status", "tasks"), sorted(data["statuses"].items()))
     print()
-    table(("worker", "host", "pid", "heartbeat age (s)", "in flight", "processed"),
-          [(w["id"], w.get("host"), w.get("pid"), w["heartbeat_age"], w.get("in_flight"),
-            w.get("processed")) for w in data["workers"]])
+    table(
+        ("worker", "host", "pid", "heartbeat age (s)", "in flight", "processed"),
+        [
+            (
+                w["id"],
+                w.get("host"),
+                w.get("pid"),
+                w["heartbeat_age"],
+                w.get("in_flight"),
+                w.get("processed"),
+            )
+            for w in data["workers"]
+        ],
+    )
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -71,8 +85,10 @@ def inspect(app: Any, target: list[str]) -> int:
     from qtasks.stats import AsyncStats, SyncStats
 
     kind, *rest = target
-    options = {k: v.lower() in ("1", "true", "yes") for k, _, v in
-               (item.partition("=") for item in rest if "=" in item)}
+    options = {
+        k: v.lower() in ("1", "true", "yes")
+        for k, _, v in (item.partition("=") for item in rest if "=" in item)
+    }
     names = [item for item in rest if "=" not in item]
     stats = (AsyncStats if app.is_async else SyncStats)(app)
     report = call(stats.inspect)
@@ -103,13 +119,28 @@ def cmd_dead(args: argparse.Namespace) -> int:
     if args.action == "list":
         entries = call(app.broker.list_dead, args.limit)
         if args.json:
-            dump_json([vars(e) if not hasattr(e, "__slots__") else
-                       {s: getattr(e, s) for s in e.__slots__} for e in entries])
+            dump_json(
+                [
+                    vars(e)
+                    if not hasattr(e, "__slots__")
+                    else {s: getattr(e, s) for s in e.__slots__}
+                    for e in entries
+                ]
+            )
         else:
-            table(("uuid", "task", "reason", "at", "sample"),
-                  [(e.uuid, e.task_name, e.reason, time.strftime(
-                      "%Y-%m-%d %H:%M:%S", time.localtime(e.at)), e.sample[:60])
-                   for e in entries])
+            table(
+                ("uuid", "task", "reason", "at", "sample"),
+                [
+                    (
+                        e.uuid,
+                        e.task_name,
+                        e.reason,
+                        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at)),
+                        e.sample[:60],
+                    )
+                    for e in entries
+                ],
+            )
         return EXIT_OK
     if args.action == "retry":
         uuids = args.uuids or [e.uuid for e in call(app.broker.list_dead, 10_000)]
@@ -137,8 +168,9 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     app = load_app(args.app)
-    if not confirm(f"purge every queued task of queue {args.queue!r} of app {app.name!r}",
-                   args.yes):
+    if not confirm(
+        f"purge every queued task of queue {args.queue!r} of app {app.name!r}", args.yes
+    ):
         return EXIT_FAILED
     count = call(app.broker.purge_queue, args.queue)
     print(f"purged {count} queued tasks from {args.queue!r}", file=sys.stderr)
@@ -148,8 +180,14 @@ def cmd_purge(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     stats = sub.add_parser("stats", help="live figures, or `stats inspect app|tasks|task NAME`")
     stats.add_argument("--json", action="store_true")
-    stats.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
-                       help="refresh every SECONDS (default 2)")
+    stats.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 2)",
+    )
     stats.add_argument("inspect", nargs="?", choices=["inspect"], help=argparse.SUPPRESS)
     stats.add_argument("target", nargs="*", help="app | tasks [NAME...] | task NAME [json=true]")
     stats.set_defaults(handler=cmd_stats)

@@ -19,11 +19,19 @@ log = logging.getLogger("qtasks.cli")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="qtasks", description="QueueTasks: run workers and operate queues.",
+        prog="qtasks",
+        description="QueueTasks: run workers and operate queues.",
         epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 app not loadable, 4 broker "
-               "unreachable, 5 --wait timed out, 130 interrupted")
-    parser.add_argument("-A", "--app", "-app", dest="app", metavar="MODULE:APP",
-                        help="the app, as module:attribute (a factory is called)")
+        "unreachable, 5 --wait timed out, 130 interrupted",
+    )
+    parser.add_argument(
+        "-A",
+        "--app",
+        "-app",
+        dest="app",
+        metavar="MODULE:APP",
+        help="the app, as module:attribute (a factory is called)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (tasks, admin, meta):
         module.register(sub)

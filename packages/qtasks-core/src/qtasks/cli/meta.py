@@ -10,9 +10,17 @@ from qtasks.cli.errors import EXIT_OK
 from qtasks.cli.render import dump_json, table
 from qtasks.plugins.manager import autoload_enabled, disabled_plugin_names
 
-GROUPS = ("qtasks.brokers", "qtasks.storages", "qtasks.global_configs", "qtasks.workers",
-          "qtasks.starters", "qtasks.timers", "qtasks.plugins", "qtasks.commands",
-          "opentelemetry_instrumentor")
+GROUPS = (
+    "qtasks.brokers",
+    "qtasks.storages",
+    "qtasks.global_configs",
+    "qtasks.workers",
+    "qtasks.starters",
+    "qtasks.timers",
+    "qtasks.plugins",
+    "qtasks.commands",
+    "opentelemetry_instrumentor",
+)
 
 
 def installed_distributions() -> list[tuple[str, str, dict[str, list[str]]]]:
@@ -22,8 +30,9 @@ def installed_distributions() -> list[tuple[str, str, dict[str, list[str]]]]:
         name = dist.metadata["Name"] or ""
         provided: dict[str, list[str]] = {}
         for ep in dist.entry_points:
-            if ep.group in GROUPS and (ep.group != "opentelemetry_instrumentor"
-                                       or "qtasks" in ep.value):
+            if ep.group in GROUPS and (
+                ep.group != "opentelemetry_instrumentor" or "qtasks" in ep.value
+            ):
                 provided.setdefault(ep.group, []).append(ep.name)
         if provided or name.startswith("qtasks"):
             found[name] = (name, dist.version, provided)
@@ -54,17 +63,30 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         hooks = provided.get("qtasks.plugins", [])
         disabled = [h for h in hooks if h in blocked or not autoload_enabled()]
         triggers = {h: plugin_hooks(h) for h in hooks}
-        report.append({"distribution": name, "version": version, "provides": provided,
-                       "hooks": triggers, "disabled": disabled})
+        report.append(
+            {
+                "distribution": name,
+                "version": version,
+                "provides": provided,
+                "hooks": triggers,
+                "disabled": disabled,
+            }
+        )
         shown = dict(provided)
         if triggers:
             shown["hooks"] = [t for names in triggers.values() for t in names]
         groups = sorted(shown.items()) or [("-", [])]
         for number, (group, eps) in enumerate(groups):
             first = number == 0
-            rows.append((name if first else "", version if first else "",
-                         group.split(".")[-1], ", ".join(sorted(eps)) or "-",
-                         ", ".join(disabled) if first and disabled else ""))
+            rows.append(
+                (
+                    name if first else "",
+                    version if first else "",
+                    group.split(".")[-1],
+                    ", ".join(sorted(eps)) or "-",
+                    ", ".join(disabled) if first and disabled else "",
+                )
+            )
     if args.json:
         dump_json({"autoload": autoload_enabled(), "distributions": report})
     else:

@@ -55,9 +55,14 @@ def task_dict(task: Any) -> dict[str, Any]:
     mapping = to_mapping(task)
     skip = ("args", "kwargs", "returning", "extra")
     out: dict[str, Any] = {k: v for k, v in mapping.items() if k not in skip}
-    out.update(args=list(task.args), kwargs=task.kwargs, returning=task.returning,
-               attempt=str(task.attempt), recoveries=str(task.recoveries),
-               execution_time=task.execution_time)
+    out.update(
+        args=list(task.args),
+        kwargs=task.kwargs,
+        returning=task.returning,
+        attempt=str(task.attempt),
+        recoveries=str(task.recoveries),
+        execution_time=task.execution_time,
+    )
     if task.extra:
         out["extra"] = task.extra
     return out

@@ -15,7 +15,7 @@ from qtasks.cli.render import dump_json, task_dict
 LOG_FORMATS = {
     "text": "%(asctime)s %(levelname)s %(name)s: %(message)s",
     "json": '{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
-            '"message": "%(message)s"}',
+    '"message": "%(message)s"}',
 }
 
 
@@ -124,8 +124,7 @@ def register(sub: Any) -> None:
     run.add_argument("-c", "--concurrency", type=int, help="tasks run at once (max_tasks_process)")
     run.add_argument("-l", "--loops", type=int, default=1, help="claim loops (num_workers)")
     run.add_argument("-Q", "--queues", help="comma-separated queues to consume")
-    run.add_argument("--log-level", default="info",
-                     choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", default="text", choices=sorted(LOG_FORMATS))
     run.set_defaults(handler=cmd_run)
 

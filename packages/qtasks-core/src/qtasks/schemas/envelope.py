@@ -128,13 +128,20 @@ def _json_text(e: Envelope, what: str) -> str:
     encoder (in one call): the fixed fields are formatted here, in half the time of encoding
     them, paid on every enqueue. A field not of its plain type (an int subclass's repr is no
     JSON number) takes the encoder, which also raises the errors."""
-    if not (type(e.id) is type(e.task) is type(e.queue) is str and type(e.priority) is int
-            and _finite(e.created_at) and (e.eta is None or _finite(e.eta))
-            and type(e.attempt) is int and (e.retry is None or type(e.retry) is int)
-            and (e.parent is None or type(e.parent) is str)):
+    if not (
+        type(e.id) is type(e.task) is type(e.queue) is str
+        and type(e.priority) is int
+        and _finite(e.created_at)
+        and (e.eta is None or _finite(e.eta))
+        and type(e.attempt) is int
+        and (e.retry is None or type(e.retry) is int)
+        and (e.parent is None or type(e.parent) is str)
+    ):
         return dumps(e.to_dict(), what)
-    text = (f'{{"v":{ENVELOPE_VERSION},"id":{_quote(e.id)},"task":{_quote(e.task)},'
-            f'"priority":{e.priority},"queue":{_quote(e.queue)},"created_at":{e.created_at!r}')
+    text = (
+        f'{{"v":{ENVELOPE_VERSION},"id":{_quote(e.id)},"task":{_quote(e.task)},'
+        f'"priority":{e.priority},"queue":{_quote(e.queue)},"created_at":{e.created_at!r}'
+    )
     if e.eta is not None:
         text += f',"eta":{e.eta!r}'
     if e.attempt:

@@ -18,6 +18,7 @@ from qtasks.schemas.envelope import Envelope, dumps
 if TYPE_CHECKING:
     from qtasks.apps.base import BaseQueueTasks
 
+
 def utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 

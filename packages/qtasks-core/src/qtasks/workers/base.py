@@ -291,9 +291,7 @@ class BaseWorker(Component):
             )
             task_func, env = out["task_func"], out["task_broker"]
         started = _now()
-        model = self._record(
-            env, status=STATUS_PROCESS, started_at=started, updated_at=started
-        )
+        model = self._record(env, status=STATUS_PROCESS, started_at=started, updated_at=started)
         if plugins.wants("worker_execute_before"):
             model = (
                 yield from plugins.worker(

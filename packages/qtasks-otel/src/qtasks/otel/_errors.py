@@ -36,7 +36,7 @@ def parse_traceback(text: str | None) -> ParsedError:
         return ParsedError("Exception", "", "")
     lines = text.rstrip("\n").splitlines()
     if lines[0].lstrip().startswith("+ Exception Group Traceback"):
-        lines = [line[len(_GROUP_PREFIX):] for line in lines if line.startswith(_GROUP_PREFIX)]
+        lines = [line[len(_GROUP_PREFIX) :] for line in lines if line.startswith(_GROUP_PREFIX)]
     start = 0
     for index, line in enumerate(lines):
         if line.startswith(("  File ", "Traceback (")):

@@ -49,13 +49,17 @@ def take(owner: object, task_name: str, created_at: float) -> tuple[Pending | No
         return None, []
     best: int | None = None
     for index, entry in enumerate(entries):
-        if (entry.owner is owner and entry.task_name == task_name
-                and entry.started <= created_at + _ROUNDING
-                and (best is None or entry.started > entries[best].started)):
+        if (
+            entry.owner is owner
+            and entry.task_name == task_name
+            and entry.started <= created_at + _ROUNDING
+            and (best is None or entry.started > entries[best].started)
+        ):
             best = index
     if best is None:
         return None, []
     stale = [e for e in entries[:best] if e.owner is owner]
-    _waiting.set(tuple(e for i, e in enumerate(entries) if i > best or (i < best and
-                                                                          e.owner is not owner)))
+    _waiting.set(
+        tuple(e for i, e in enumerate(entries) if i > best or (i < best and e.owner is not owner))
+    )
     return entries[best], stale

@@ -63,8 +63,10 @@ class QtasksInstrumentor:
             if self._plugin is not None:
                 log.warning("qtasks is already instrumented")
                 return
-            plugin = OpenTelemetryPlugin(tracer_provider=kwargs.get("tracer_provider"),
-                                         meter_provider=kwargs.get("meter_provider"))
+            plugin = OpenTelemetryPlugin(
+                tracer_provider=kwargs.get("tracer_provider"),
+                meter_provider=kwargs.get("meter_provider"),
+            )
             original = BaseQueueTasks.__init__
             apps = self._apps
 

@@ -72,12 +72,16 @@ class OpenTelemetryPlugin:
     an SDK every span and instrument is the API's no-op.
     """
 
-    def __init__(self, tracer_provider: TracerProvider | None = None,
-                 meter_provider: MeterProvider | None = None) -> None:
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
         self._tracer = trace.get_tracer(sc.INSTRUMENTATION_NAME, __version__, tracer_provider)
         self._explicit_tracer = tracer_provider is not None
         self._instruments = Instruments(
-            metrics.get_meter(sc.INSTRUMENTATION_NAME, __version__, meter_provider))
+            metrics.get_meter(sc.INSTRUMENTATION_NAME, __version__, meter_provider)
+        )
         self._send_spans = SendSpans()
         self._label_cache: dict[str, dict[str, AttributeValue]] = {}
         self._fields_of: object = None
@@ -96,7 +100,11 @@ class OpenTelemetryPlugin:
     # trylast: see the task name, priority and headers that the other plugins settled on.
     @hookimpl(trylast=True)
     def qtasks_add_task_before_broker(
-        self, qtasks: Any, task_name: str, priority: int, headers: dict[str, str],
+        self,
+        qtasks: Any,
+        task_name: str,
+        priority: int,
+        headers: dict[str, str],
         eta: float | None,
     ) -> dict[str, Any] | None:
         definition = qtasks.tasks.get(task_name)
@@ -117,14 +125,18 @@ class OpenTelemetryPlugin:
                 return None
             return self._inject(headers, current)
         attributes: dict[str, AttributeValue] = {
-            sc.MESSAGING_SYSTEM: sc.SYSTEM, sc.MESSAGING_OPERATION_TYPE: sc.SEND,
-            sc.MESSAGING_OPERATION_NAME: sc.SEND, sc.MESSAGING_DESTINATION_NAME: queue,
-            sc.TASK_NAME: task_name, sc.TASK_PRIORITY: priority,
+            sc.MESSAGING_SYSTEM: sc.SYSTEM,
+            sc.MESSAGING_OPERATION_TYPE: sc.SEND,
+            sc.MESSAGING_OPERATION_NAME: sc.SEND,
+            sc.MESSAGING_DESTINATION_NAME: queue,
+            sc.TASK_NAME: task_name,
+            sc.TASK_PRIORITY: priority,
         }
         if eta is not None:
             attributes[sc.TASK_ETA] = eta
-        span = self._tracer.start_span(f"{sc.SEND} {queue}", kind=SpanKind.PRODUCER,
-                                       attributes=attributes)
+        span = self._tracer.start_span(
+            f"{sc.SEND} {queue}", kind=SpanKind.PRODUCER, attributes=attributes
+        )
         if span.is_recording():
             self._send_spans.equip(qtasks)
             self._send_spans.push(task_name, time.time(), span)
@@ -176,8 +188,11 @@ class OpenTelemetryPlugin:
         parent = propagate.extract(env.headers, context=Context()) if env.headers else None
         if self._tracing():
             span = self._process_span(worker, env, parent)
-            context = (trace.set_span_in_context(span, parent)
-                       if span.get_span_context().is_valid else None)
+            context = (
+                trace.set_span_in_context(span, parent)
+                if span.get_span_context().is_valid
+                else None
+            )
         else:
             # What the API's no-op tracer would do: pass the incoming context on unchanged.
             span = trace.get_current_span(parent) if parent is not None else INVALID_SPAN
@@ -192,10 +207,14 @@ class OpenTelemetryPlugin:
 
     def _process_span(self, worker: Any, env: Envelope, parent: Context | None) -> Span:
         attributes: dict[str, AttributeValue] = {
-            sc.MESSAGING_SYSTEM: sc.SYSTEM, sc.MESSAGING_OPERATION_TYPE: sc.PROCESS,
-            sc.MESSAGING_OPERATION_NAME: sc.PROCESS, sc.MESSAGING_DESTINATION_NAME: env.queue,
-            sc.MESSAGING_MESSAGE_ID: env.id, sc.TASK_NAME: env.task,
-            sc.TASK_PRIORITY: env.priority, sc.TASK_ATTEMPT: env.attempt,
+            sc.MESSAGING_SYSTEM: sc.SYSTEM,
+            sc.MESSAGING_OPERATION_TYPE: sc.PROCESS,
+            sc.MESSAGING_OPERATION_NAME: sc.PROCESS,
+            sc.MESSAGING_DESTINATION_NAME: env.queue,
+            sc.MESSAGING_MESSAGE_ID: env.id,
+            sc.TASK_NAME: env.task,
+            sc.TASK_PRIORITY: env.priority,
+            sc.TASK_ATTEMPT: env.attempt,
         }
         if env.retry is not None:
             attributes[sc.TASK_RETRIES_LEFT] = env.retry
@@ -210,10 +229,13 @@ class OpenTelemetryPlugin:
             # The conventions want a link to the creation context; it is also the parent here,
             # so the producer's trace continues (one message per process span).
             links = [Link(creation)]
-        return self._tracer.start_span(f"{sc.PROCESS} {env.queue}",
-                                       context=parent if parent is not None else Context(),
-                                       kind=SpanKind.CONSUMER, attributes=attributes,
-                                       links=links)
+        return self._tracer.start_span(
+            f"{sc.PROCESS} {env.queue}",
+            context=parent if parent is not None else Context(),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=links,
+        )
 
     @hookimpl
     def worker_remove_finished_task(self, task_broker: Envelope, model: Task) -> None:
@@ -227,9 +249,14 @@ class OpenTelemetryPlugin:
             labels = {**current.labels, sc.TASK_STATUS: model.status, sc.ERROR_TYPE: error.type}
             if span.is_recording():
                 span.set_attribute(sc.ERROR_TYPE, error.type)
-                span.add_event("exception", {"exception.type": error.type,
-                                             "exception.message": error.message,
-                                             "exception.stacktrace": error.stacktrace})
+                span.add_event(
+                    "exception",
+                    {
+                        "exception.type": error.type,
+                        "exception.message": error.message,
+                        "exception.stacktrace": error.stacktrace,
+                    },
+                )
                 description = f"{error.type}: {error.message}" if error.message else error.type
                 span.set_status(Status(StatusCode.ERROR, description))
             span.set_attribute(sc.TASK_STATUS, model.status)
@@ -241,8 +268,9 @@ class OpenTelemetryPlugin:
         self._instruments.duration.record(time.perf_counter() - current.started, labels)
         self._instruments.finished.add(1, labels)
 
-    def _labels(self, operation: str, queue: str, task_name: str,
-                status: str | None = None) -> dict[str, AttributeValue]:
+    def _labels(
+        self, operation: str, queue: str, task_name: str, status: str | None = None
+    ) -> dict[str, AttributeValue]:
         """The attributes of a metric point, one shared dict per combination: a task costs no
         dict allocations on the no-SDK path (they are what a busy worker's GC pays for)."""
         key = f"{operation}\0{queue}\0{task_name}\0{status}"
@@ -250,8 +278,12 @@ class OpenTelemetryPlugin:
         if labels is None:
             if len(self._label_cache) >= _LABEL_CACHE_SIZE:
                 self._label_cache.clear()  # unbounded task names (enqueue_unknown_tasks)
-            labels = {sc.MESSAGING_SYSTEM: sc.SYSTEM, sc.MESSAGING_OPERATION_NAME: operation,
-                      sc.MESSAGING_DESTINATION_NAME: queue, sc.TASK_NAME: task_name}
+            labels = {
+                sc.MESSAGING_SYSTEM: sc.SYSTEM,
+                sc.MESSAGING_OPERATION_NAME: operation,
+                sc.MESSAGING_DESTINATION_NAME: queue,
+                sc.TASK_NAME: task_name,
+            }
             if status is not None:
                 labels[sc.TASK_STATUS] = status
             self._label_cache[key] = labels

@@ -56,6 +56,7 @@ SUPERSEDED = 1
 same batch: the final record replaces the whole record, so the mark would be overwritten in
 the same round trip (its script reply for "written")."""
 
+
 def _groups(items: list[tuple[Packer, Any]]) -> list[tuple[Packer, list[int]]]:
     """Runs of consecutive items of one packer, in submission order: every write lands after
     the writes submitted before it (a task's `process` mark before its final record)."""

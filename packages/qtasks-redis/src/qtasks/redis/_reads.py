@@ -54,8 +54,11 @@ class ReadDeadline:
         """Move the running read's deadline (loop time; None: none), as redis-py does on
         `asyncio.timeout` when a maintenance notification relaxes the socket timeout."""
         self.deadline = math.inf if when is None else when
-        if when is not None and self.task is not None and (
-                self.handle is None or when < self.timer_at):
+        if (
+            when is not None
+            and self.task is not None
+            and (self.handle is None or when < self.timer_at)
+        ):
             self._set_timer(when)
 
     def _set_timer(self, when: float) -> None:
@@ -94,11 +97,19 @@ class QuickReads:
     ) -> Any:
         socket_timeout = self.socket_timeout  # type: ignore[attr-defined]
         task = asyncio.current_task()
-        if (timeout is not None or socket_timeout is None or push_request or task is None
-                or not _UNCANCEL):
+        if (
+            timeout is not None
+            or socket_timeout is None
+            or push_request
+            or task is None
+            or not _UNCANCEL
+        ):
             return await super().read_response(  # type: ignore[misc]
-                disable_decoding, timeout, disconnect_on_error=disconnect_on_error,
-                push_request=push_request)
+                disable_decoding,
+                timeout,
+                disconnect_on_error=disconnect_on_error,
+                push_request=push_request,
+            )
         watch: ReadDeadline | None = getattr(self, "_qtasks_deadline", None)
         if watch is None or watch.loop is not task.get_loop():
             watch = self._qtasks_deadline = ReadDeadline(task.get_loop())
@@ -110,10 +121,12 @@ class QuickReads:
         try:
             if self.protocol in (3, "3"):  # type: ignore[attr-defined]
                 response = await self._parser.read_response(  # type: ignore[attr-defined]
-                    disable_decoding=disable_decoding, push_request=push_request)
+                    disable_decoding=disable_decoding, push_request=push_request
+                )
             else:
                 response = await self._parser.read_response(  # type: ignore[attr-defined]
-                    disable_decoding=disable_decoding)
+                    disable_decoding=disable_decoding
+                )
         except BaseException as exc:
             # Disarmed before anything else: the timer must not cancel the task once more
             # while it disconnects.

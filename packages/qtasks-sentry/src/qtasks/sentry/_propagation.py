@@ -28,9 +28,11 @@ BAGGAGE = "baggage"
 # Newer sentry-sdks (those the caches were written against) have these; older ones keep the
 # uncached path, which is what sentry-sdk itself does.
 _has_external: Callable[[], bool] = getattr(
-    sentry_sdk.scope, "has_external_propagation_context", lambda: True)
-_PRODUCER_CACHE = (hasattr(sentry_sdk.scope, "has_external_propagation_context")
-                   and hasattr(Scope, "get_active_propagation_context"))
+    sentry_sdk.scope, "has_external_propagation_context", lambda: True
+)
+_PRODUCER_CACHE = hasattr(sentry_sdk.scope, "has_external_propagation_context") and hasattr(
+    Scope, "get_active_propagation_context"
+)
 _WORKER_CACHE = "_trace_id" in getattr(PropagationContext, "__slots__", ())
 
 
@@ -50,16 +52,27 @@ class OutgoingHeaders:
 
     def get(self, client: BaseClient) -> dict[str, str]:
         scope = Scope.get_current_scope()
-        if (not _PRODUCER_CACHE or scope.span is not None
-                or getattr(scope, "streamed_span", None) is not None
-                or not client.options.get("propagate_traces") or _has_external()):
+        if (
+            not _PRODUCER_CACHE
+            or scope.span is not None
+            or getattr(scope, "streamed_span", None) is not None
+            or not client.options.get("propagate_traces")
+            or _has_external()
+        ):
             return dict(scope.iter_trace_propagation_headers())
         context = scope.get_active_propagation_context()
         trace_id, span_id = context.trace_id, context.span_id
         last = self._last
-        if (last is not None and last[0] is client and last[1] is context
-                and last[2] == trace_id and last[3] == span_id and last[4] is context.baggage
-                and last[4] is not None and last[5] == last[4].sentry_items):
+        if (
+            last is not None
+            and last[0] is client
+            and last[1] is context
+            and last[2] == trace_id
+            and last[3] == span_id
+            and last[4] is context.baggage
+            and last[4] is not None
+            and last[5] == last[4].sentry_items
+        ):
             headers: dict[str, str] = last[6]
             return headers
         headers = dict(scope.iter_trace_propagation_headers())
@@ -88,8 +101,12 @@ class IncomingTrace:
             return
         baggage = headers.get(BAGGAGE)
         last = self._last
-        if (last is not None and last[0] is client and last[1] == sentry_trace
-                and last[2] == baggage):
+        if (
+            last is not None
+            and last[0] is client
+            and last[1] == sentry_trace
+            and last[2] == baggage
+        ):
             template = last[3]
         else:
             # Parsed against the current client (its org id and strict continuation decide
@@ -104,7 +121,10 @@ def _copy(template: PropagationContext) -> PropagationContext:
     # continue a trace, and every task would share it. The span id is left to be made per task.
     bag = template.baggage
     return PropagationContext(
-        trace_id=template._trace_id, parent_span_id=template.parent_span_id,
+        trace_id=template._trace_id,
+        parent_span_id=template.parent_span_id,
         parent_sampled=template.parent_sampled,
-        baggage=None if bag is None else Baggage(dict(bag.sentry_items), bag.third_party_items,
-                                                 bag.mutable))
+        baggage=None
+        if bag is None
+        else Baggage(dict(bag.sentry_items), bag.third_party_items, bag.mutable),
+    )

@@ -48,18 +48,27 @@ class TaskInfo:
 
     def tags(self) -> dict[str, str]:
         env = self.env
-        return {"qtasks.task_name": env.task, "qtasks.task_id": env.id,
-                "qtasks.queue": env.queue, "qtasks.priority": str(env.priority),
-                "qtasks.attempt": str(env.attempt)}
+        return {
+            "qtasks.task_name": env.task,
+            "qtasks.task_id": env.id,
+            "qtasks.queue": env.queue,
+            "qtasks.priority": str(env.priority),
+            "qtasks.attempt": str(env.attempt),
+        }
 
     def context(self, options: dict[str, Any]) -> dict[str, Any]:
         env = self.env
-        out: dict[str, Any] = {"task_name": env.task, "task_id": env.id,
-                               "queue": env.queue, "priority": env.priority,
-                               "attempt": env.attempt, "retries_left": env.retry,
-                               "parent_id": env.parent, "worker": self.worker}
-        out["arguments"] = (self._arguments(options) if _may_send_arguments(options)
-                            else FILTERED)
+        out: dict[str, Any] = {
+            "task_name": env.task,
+            "task_id": env.id,
+            "queue": env.queue,
+            "priority": env.priority,
+            "attempt": env.attempt,
+            "retries_left": env.retry,
+            "parent_id": env.parent,
+            "worker": self.worker,
+        }
+        out["arguments"] = self._arguments(options) if _may_send_arguments(options) else FILTERED
         return out
 
     def _arguments(self, options: dict[str, Any]) -> Any:

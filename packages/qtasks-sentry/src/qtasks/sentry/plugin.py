@@ -51,16 +51,22 @@ OP_TASK = "queue.task.qtasks"
 OP_PROCESS = "queue.process"
 INTEGRATION_PLUGIN_NAME = "qtasks.sentry"
 FAILED = frozenset({"error", "retry"})
-SPAN_STATUS = {"success": "ok", "error": "internal_error", "retry": "internal_error",
-               "cancel": "cancelled"}
+SPAN_STATUS = {
+    "success": "ok",
+    "error": "internal_error",
+    "retry": "internal_error",
+    "cancel": "cancelled",
+}
 
 
 # The context variables behind `sentry_sdk.isolation_scope()` (every 2.x release has them). With
 # them, a task's two scopes are forked and entered directly: the same as that context manager
 # without its generator (about 1 us of its 3 per task). Without them, the manager is used.
 def _scope_vars() -> tuple[ContextVar[Scope | None], ContextVar[Scope | None]] | None:
-    found = (getattr(sentry_sdk.scope, "_current_scope", None),
-             getattr(sentry_sdk.scope, "_isolation_scope", None))
+    found = (
+        getattr(sentry_sdk.scope, "_current_scope", None),
+        getattr(sentry_sdk.scope, "_isolation_scope", None),
+    )
     if isinstance(found[0], ContextVar) and isinstance(found[1], ContextVar):
         return found[0], found[1]
     return None
@@ -139,12 +145,21 @@ class SentryPlugin:
             return
         # What `sentry_sdk.add_breadcrumb(**crumb)` does, without its keyword repacking (a
         # quarter of the breadcrumb's cost, paid on every enqueue).
-        Scope.get_isolation_scope().add_breadcrumb({
-            "category": "qtasks", "type": "info", "level": "info",
-            "message": f"enqueued {model.task_name}",
-            "data": {"task_name": model.task_name, "task_id": id_text(model),
-                     "queue": model.queue, "priority": model.priority,
-                     "attempt": model.attempt}})
+        Scope.get_isolation_scope().add_breadcrumb(
+            {
+                "category": "qtasks",
+                "type": "info",
+                "level": "info",
+                "message": f"enqueued {model.task_name}",
+                "data": {
+                    "task_name": model.task_name,
+                    "task_id": id_text(model),
+                    "queue": model.queue,
+                    "priority": model.priority,
+                    "attempt": model.attempt,
+                },
+            }
+        )
 
     # -- consumer ---------------------------------------------------------------------------------
     @hookimpl
@@ -182,13 +197,23 @@ class SentryPlugin:
                 # not the transaction `continue_trace` also builds.
                 self._incoming.continue_on(scope, client, env.headers)
             else:
-                continued = sentry_sdk.continue_trace(env.headers, op=OP_TASK, name=env.task,
-                                                      source="task", origin=ORIGIN)
+                continued = sentry_sdk.continue_trace(
+                    env.headers, op=OP_TASK, name=env.task, source="task", origin=ORIGIN
+                )
                 transaction = sentry_sdk.start_transaction(
-                    continued, custom_sampling_context={"qtasks_task": {
-                        "name": env.task, "id": env.id, "queue": env.queue,
-                        "priority": env.priority, "attempt": env.attempt,
-                        "args": env.args, "kwargs": env.kwargs}})
+                    continued,
+                    custom_sampling_context={
+                        "qtasks_task": {
+                            "name": env.task,
+                            "id": env.id,
+                            "queue": env.queue,
+                            "priority": env.priority,
+                            "attempt": env.attempt,
+                            "args": env.args,
+                            "kwargs": env.kwargs,
+                        }
+                    },
+                )
                 transaction.__enter__()
                 span = transaction.start_child(op=OP_PROCESS, name=env.task, origin=ORIGIN)
                 self._describe(span, env)
@@ -235,8 +260,9 @@ class SentryPlugin:
             execution.scope_exit = None
 
     @hookimpl
-    def worker_task_error(self, task_broker: Envelope, model: Task,
-                          exception: BaseException | None) -> None:
+    def worker_task_error(
+        self, task_broker: Envelope, model: Task, exception: BaseException | None
+    ) -> None:
         current = _current.get()
         if current is None or current.owner is not self or current.task_id != task_broker.id:
             return
@@ -247,13 +273,18 @@ class SentryPlugin:
         if model.status == "retry" and not self._reports_retries(client):
             return
         # Back in the task's scope (tags, context, breadcrumbs), linked to its span.
-        with (use_isolation_scope(current.scope), use_scope(current.task_scope),
-              sentry_sdk.new_scope() as scope):
+        with (
+            use_isolation_scope(current.scope),
+            use_scope(current.task_scope),
+            sentry_sdk.new_scope() as scope,
+        ):
             if current.span is not None:
                 scope.span = current.span
             event, hint = event_from_exception(
-                exception, client_options=client.options,
-                mechanism={"type": "qtasks", "handled": False})
+                exception,
+                client_options=client.options,
+                mechanism={"type": "qtasks", "handled": False},
+            )
             sentry_sdk.capture_event(event, hint=hint)
 
 

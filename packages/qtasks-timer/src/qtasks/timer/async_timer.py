@@ -53,8 +53,9 @@ class AsyncTimer(TimerCore):
             return
         self._loop = asyncio.get_running_loop()
         self._executor = AsyncTickExecutor(self._loop, self._run_ticks)
-        self._scheduler = AsyncIOScheduler(event_loop=self._loop, timezone=timezone.utc,
-                                           executors={"default": self._executor})
+        self._scheduler = AsyncIOScheduler(
+            event_loop=self._loop, timezone=timezone.utc, executors={"default": self._executor}
+        )
         await self._drive(self._start_flow())
         for schedule in list(self._schedules.values()):
             self._add_job(schedule, await self._drive(self._activate_flow(schedule)))
@@ -67,8 +68,7 @@ class AsyncTimer(TimerCore):
             return
         self._running = False
         self._scheduler.shutdown(wait=False)
-        pending: list[asyncio.Future[Any]] = [*(self._executor.pending if self._executor
-                                                else ())]
+        pending: list[asyncio.Future[Any]] = [*(self._executor.pending if self._executor else ())]
         pending += [asyncio.wrap_future(f) for f in self._activations]
         if pending:
             await asyncio.wait(pending, timeout=STOP_TIMEOUT)
@@ -81,8 +81,10 @@ class AsyncTimer(TimerCore):
         except RuntimeError:
             asyncio.run(self.serve())
             return
-        raise RuntimeError("AsyncTimer.run_forever() blocks, so it cannot run inside a running "
-                           "event loop; use `await timer.serve()` or `async with timer:`")
+        raise RuntimeError(
+            "AsyncTimer.run_forever() blocks, so it cannot run inside a running "
+            "event loop; use `await timer.serve()` or `async with timer:`"
+        )
 
     async def serve(self) -> None:
         """`run_forever()` for callers already in a loop."""
@@ -122,8 +124,12 @@ class AsyncTimer(TimerCore):
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()
 
     # -- internals ------------------------------------------------------------------------------

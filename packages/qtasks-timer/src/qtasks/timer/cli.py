@@ -36,18 +36,23 @@ def _import(target: str) -> tuple[ModuleType, Any]:
             obj = getattr(obj, part)
         except AttributeError:
             raise TimerNotFoundError(
-                f"module {module_name!r} has no attribute {attribute!r}") from None
+                f"module {module_name!r} has no attribute {attribute!r}"
+            ) from None
     return module, obj
 
 
 def timer_of(module: ModuleType, app: Any) -> BaseTimer:
     """The one timer `module` defines for `app` (any timer when `app` is the module)."""
-    found = [value for value in vars(module).values()
-             if isinstance(value, BaseTimer) and (app is module or value.app is app)]
+    found = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, BaseTimer) and (app is module or value.app is app)
+    ]
     if len(found) != 1:
         raise TimerNotFoundError(
             f"expected exactly one timer for the app in module {module.__name__!r}, found "
-            f"{len(found)}; name it as module:timer")
+            f"{len(found)}; name it as module:timer"
+        )
     return found[0]
 
 
@@ -57,14 +62,16 @@ def find_timer(target: str) -> BaseTimer:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s [%(name)s: %(levelname)s] %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s [%(name)s: %(levelname)s] %(message)s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m qtasks.timer module:timer`."""
-    parser = argparse.ArgumentParser(prog="python -m qtasks.timer",
-                                     description="Run a qtasks timer until SIGINT/SIGTERM.")
+    parser = argparse.ArgumentParser(
+        prog="python -m qtasks.timer", description="Run a qtasks timer until SIGINT/SIGTERM."
+    )
     parser.add_argument("target", help="module:timer, or module:app with one timer")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -80,10 +87,14 @@ def main(argv: list[str] | None = None) -> int:
 def register(sub: Any) -> None:
     """The `qtasks timer` subcommand (entry point group `qtasks.commands`)."""
     command = sub.add_parser("timer", help="run the app's timer (until SIGINT/SIGTERM)")
-    command.add_argument("--timer", metavar="MODULE:TIMER",
-                         help="the timer, when the app's module does not define exactly one")
-    command.add_argument("--log-level", default="info",
-                         choices=["debug", "info", "warning", "error"])
+    command.add_argument(
+        "--timer",
+        metavar="MODULE:TIMER",
+        help="the timer, when the app's module does not define exactly one",
+    )
+    command.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     command.set_defaults(handler=run_command)
 
 

@@ -50,7 +50,8 @@ class TimerCore(BaseTimer):
     def __init__(self, app: Any, log: logging.Logger | None = None, config: Any = None) -> None:
         super().__init__(app, log=log, config=config)
         self.log: logging.Logger = log or logging.getLogger(
-            f"qtasks.timer.{getattr(app, 'name', 'QueueTasks')}")
+            f"qtasks.timer.{getattr(app, 'name', 'QueueTasks')}"
+        )
         self.timer_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         """Names this timer in claims and records (host:pid:random)."""
         self._schedules: dict[str, Schedule] = {}
@@ -70,10 +71,15 @@ class TimerCore(BaseTimer):
 
     # -- registration ---------------------------------------------------------------------------
     def add_task(
-        self, *args: Any, task_name: Any = None, trigger: Any = None,
+        self,
+        *args: Any,
+        task_name: Any = None,
+        trigger: Any = None,
         priority: int | None = None,
         misfire_grace_time: float | None = DEFAULT_MISFIRE_GRACE_TIME,
-        coalesce: bool = True, schedule_id: str | None = None, **kwargs: Any,
+        coalesce: bool = True,
+        schedule_id: str | None = None,
+        **kwargs: Any,
     ) -> Schedule:
         """Enqueue `task_name(*args, **kwargs)` on every tick of `trigger`.
 
@@ -95,10 +101,18 @@ class TimerCore(BaseTimer):
         if sid in self._schedules:
             raise DuplicateScheduleError(
                 f"schedule {sid!r} was already added to this timer; pass schedule_id= to "
-                "schedule the same task, arguments and trigger twice")
-        schedule = Schedule(id=sid, task_name=name, trigger=trigger, args=task_args,
-                            kwargs=dict(kwargs), priority=priority, misfire_grace_time=grace,
-                            coalesce=bool(coalesce))
+                "schedule the same task, arguments and trigger twice"
+            )
+        schedule = Schedule(
+            id=sid,
+            task_name=name,
+            trigger=trigger,
+            args=task_args,
+            kwargs=dict(kwargs),
+            priority=priority,
+            misfire_grace_time=grace,
+            coalesce=bool(coalesce),
+        )
         self._schedules[sid] = schedule
         if self._running:
             self._activate_running(schedule)
@@ -112,7 +126,8 @@ class TimerCore(BaseTimer):
             if tasks and not getattr(self.app.config, "enqueue_unknown_tasks", False):
                 raise UnknownTaskError(
                     f"cannot schedule task {name!r}: it is not registered in app "
-                    f"{self.app.name!r} (registered: {', '.join(sorted(tasks))})")
+                    f"{self.app.name!r} (registered: {', '.join(sorted(tasks))})"
+                )
             return
         definition.check_arguments(args, kwargs)
 
@@ -125,17 +140,25 @@ class TimerCore(BaseTimer):
             self.log.info("schedule %s: the trigger has no further ticks", schedule.id)
             return
         self._scheduler.add_job(
-            executor_only, trigger=schedule.trigger, id=schedule.id,
-            name=f"qtasks timer: {schedule.task_name}", next_run_time=first,
-            coalesce=schedule.coalesce, misfire_grace_time=None, max_instances=MAX_INSTANCES,
-            replace_existing=True)
+            executor_only,
+            trigger=schedule.trigger,
+            id=schedule.id,
+            name=f"qtasks timer: {schedule.task_name}",
+            next_run_time=first,
+            coalesce=schedule.coalesce,
+            misfire_grace_time=None,
+            max_instances=MAX_INSTANCES,
+            replace_existing=True,
+        )
 
     # -- flows ----------------------------------------------------------------------------------
     def _start_flow(self) -> Flow[None]:
         if self.global_config is None:
             self.log.warning(
                 "app %r has no GlobalConfig: ticks are not claimed, so every timer process "
-                "enqueues each tick; run a single timer", self.app.name)
+                "enqueues each tick; run a single timer",
+                self.app.name,
+            )
         yield from self.app.plugins.flow("timer_start", {"timer": self})
 
     def _stop_flow(self) -> Flow[None]:
@@ -148,8 +171,9 @@ class TimerCore(BaseTimer):
         record = yield from self._load_flow(schedule)
         if record is None:
             schedule.registered_at = now.timestamp()
-            created = yield from self._create_flow(schedule, first_fire(schedule.trigger, now,
-                                                                        None))
+            created = yield from self._create_flow(
+                schedule, first_fire(schedule.trigger, now, None)
+            )
             if not created:  # another replica created it first
                 record = yield from self._load_flow(schedule)
         if record is not None:
@@ -159,8 +183,14 @@ class TimerCore(BaseTimer):
         if record is not None and _definition_changed(record, schedule):
             yield from self._save_flow(schedule, first)
         since = last_run or from_epoch(schedule.registered_at) or now
-        plan = plan_catch_up(schedule.trigger, since, now, schedule.misfire_grace_time,
-                             schedule.coalesce, exclude=first)
+        plan = plan_catch_up(
+            schedule.trigger,
+            since,
+            now,
+            schedule.misfire_grace_time,
+            schedule.coalesce,
+            exclude=first,
+        )
         self._log_plan(schedule, since, plan)
         if plan.run and (yield from self._claim_catch_up_flow(schedule, since)):
             for fire in plan.run:
@@ -187,25 +217,50 @@ class TimerCore(BaseTimer):
         late = time.time() - run_time.timestamp()
         grace = schedule.misfire_grace_time
         if grace is not None and late > grace:
-            self.log.warning("schedule %s: tick %s skipped: %.1f s late, past "
-                             "misfire_grace_time=%s s", schedule.id, run_time.isoformat(),
-                             late, grace)
+            self.log.warning(
+                "schedule %s: tick %s skipped: %.1f s late, past misfire_grace_time=%s s",
+                schedule.id,
+                run_time.isoformat(),
+                late,
+                grace,
+            )
             return None
         won = yield from self._claim_tick_flow(schedule, run_time)
         if not won:
-            self.log.debug("schedule %s: tick %s enqueued by another timer", schedule.id,
-                           run_time.isoformat())
+            self.log.debug(
+                "schedule %s: tick %s enqueued by another timer", schedule.id, run_time.isoformat()
+            )
             return None
-        values = yield from self.app.plugins.flow("timer_add_task_before", {
-            "timer": self, "schedule_id": schedule.id, "task_name": schedule.task_name,
-            "priority": schedule.priority, "args": schedule.args,
-            "kw": dict(schedule.kwargs), "trigger": schedule.trigger, "run_time": run_time})
+        values = yield from self.app.plugins.flow(
+            "timer_add_task_before",
+            {
+                "timer": self,
+                "schedule_id": schedule.id,
+                "task_name": schedule.task_name,
+                "priority": schedule.priority,
+                "args": schedule.args,
+                "kw": dict(schedule.kwargs),
+                "trigger": schedule.trigger,
+                "run_time": run_time,
+            },
+        )
         task = yield partial(self._enqueue, values, schedule.id, run_time)
-        yield from self.app.plugins.flow("timer_add_task_after", {
-            "timer": self, "schedule_id": schedule.id, "task_name": values["task_name"],
-            "task": task, "run_time": run_time})
-        self.log.info("schedule %s: tick %s enqueued %s", schedule.id, run_time.isoformat(),
-                      getattr(task, "uuid", None))
+        yield from self.app.plugins.flow(
+            "timer_add_task_after",
+            {
+                "timer": self,
+                "schedule_id": schedule.id,
+                "task_name": values["task_name"],
+                "task": task,
+                "run_time": run_time,
+            },
+        )
+        self.log.info(
+            "schedule %s: tick %s enqueued %s",
+            schedule.id,
+            run_time.isoformat(),
+            getattr(task, "uuid", None),
+        )
         stamp = run_time.timestamp()
         if schedule.last_run is None or stamp >= schedule.last_run:
             schedule.last_run = stamp
@@ -218,8 +273,13 @@ class TimerCore(BaseTimer):
         # reserves no keyword of the task (a task kwarg `timeout` would make add_task block),
         # and `extra` tags the record with its schedule and tick.
         extra = {"timer_schedule": schedule_id, "timer_tick": run_time.isoformat()}
-        return self.app.enqueue(values["task_name"], tuple(values["args"]), dict(values["kw"]),
-                                priority=values["priority"], extra=extra)
+        return self.app.enqueue(
+            values["task_name"],
+            tuple(values["args"]),
+            dict(values["kw"]),
+            priority=values["priority"],
+            extra=extra,
+        )
 
     # -- GlobalConfig ---------------------------------------------------------------------------
     def _claim_tick_flow(self, schedule: Schedule, run_time: datetime) -> Flow[bool]:
@@ -227,8 +287,9 @@ class TimerCore(BaseTimer):
         if config is None:
             return True
         claim = {"timer": self.timer_id, "at": time.time()}
-        won = yield partial(config.set_nx, TICKS, schedule.tick_key(run_time), claim,
-                            schedule.claim_ttl(run_time))
+        won = yield partial(
+            config.set_nx, TICKS, schedule.tick_key(run_time), claim, schedule.claim_ttl(run_time)
+        )
         return bool(won)
 
     def _claim_catch_up_flow(self, schedule: Schedule, since: datetime) -> Flow[bool]:
@@ -238,8 +299,13 @@ class TimerCore(BaseTimer):
         if config is None:
             return True
         claim = {"timer": self.timer_id, "at": time.time()}
-        won = yield partial(config.set_nx, CATCH_UPS, f"{schedule.id}|{epoch_us(since)}", claim,
-                            schedule.claim_ttl(since))
+        won = yield partial(
+            config.set_nx,
+            CATCH_UPS,
+            f"{schedule.id}|{epoch_us(since)}",
+            claim,
+            schedule.claim_ttl(since),
+        )
         return bool(won)
 
     def _load_flow(self, schedule: Schedule) -> Flow[dict[str, Any] | None]:
@@ -275,14 +341,22 @@ class TimerCore(BaseTimer):
             record = stored.get(schedule.id)
             if isinstance(record, dict):
                 schedule.adopt(record)
-            out.append(ScheduleStatus(
-                id=schedule.id, task_name=schedule.task_name, trigger=describe(schedule.trigger),
-                next_run_time=self._next_run_time(schedule, now),
-                last_run=from_epoch(schedule.last_run), last_task_uuid=schedule.last_task_uuid,
-                args=list(schedule.args), kwargs=dict(schedule.kwargs),
-                priority=schedule.priority, misfire_grace_time=schedule.misfire_grace_time,
-                coalesce=schedule.coalesce,
-                timer=record.get("timer") if isinstance(record, dict) else None))
+            out.append(
+                ScheduleStatus(
+                    id=schedule.id,
+                    task_name=schedule.task_name,
+                    trigger=describe(schedule.trigger),
+                    next_run_time=self._next_run_time(schedule, now),
+                    last_run=from_epoch(schedule.last_run),
+                    last_task_uuid=schedule.last_task_uuid,
+                    args=list(schedule.args),
+                    kwargs=dict(schedule.kwargs),
+                    priority=schedule.priority,
+                    misfire_grace_time=schedule.misfire_grace_time,
+                    coalesce=schedule.coalesce,
+                    timer=record.get("timer") if isinstance(record, dict) else None,
+                )
+            )
         return out
 
     def _next_run_time(self, schedule: Schedule, now: datetime) -> datetime | None:
@@ -294,16 +368,26 @@ class TimerCore(BaseTimer):
 
     def _log_plan(self, schedule: Schedule, since: datetime, plan: CatchUp) -> None:
         if plan.expired:
-            self.log.warning("schedule %s: ticks missed since %s older than "
-                             "misfire_grace_time=%s s are skipped", schedule.id,
-                             since.isoformat(), schedule.misfire_grace_time)
+            self.log.warning(
+                "schedule %s: ticks missed since %s older than misfire_grace_time=%s s are skipped",
+                schedule.id,
+                since.isoformat(),
+                schedule.misfire_grace_time,
+            )
         if plan.truncated:
-            self.log.warning("schedule %s: too many ticks missed since %s; only %d are "
-                             "enqueued", schedule.id, since.isoformat(), len(plan.run))
+            self.log.warning(
+                "schedule %s: too many ticks missed since %s; only %d are enqueued",
+                schedule.id,
+                since.isoformat(),
+                len(plan.run),
+            )
         if plan.run:
-            self.log.info("schedule %s: catching up %d missed tick(s)%s", schedule.id,
-                          len(plan.run),
-                          f" ({plan.coalesced} coalesced)" if plan.coalesced else "")
+            self.log.info(
+                "schedule %s: catching up %d missed tick(s)%s",
+                schedule.id,
+                len(plan.run),
+                f" ({plan.coalesced} coalesced)" if plan.coalesced else "",
+            )
 
 
 def _split_name(args: tuple[Any, ...], task_name: Any) -> tuple[str, tuple[Any, ...]]:
@@ -324,8 +408,9 @@ def _check_grace(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"misfire_grace_time must be a positive number of seconds or None, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"misfire_grace_time must be a positive number of seconds or None, got {value!r}"
+        )
     return float(value)
 
 

@@ -29,8 +29,11 @@ def executor_only() -> None:
 class AsyncTickExecutor(BaseExecutor):  # type: ignore[misc]  # apscheduler is untyped
     """Runs ticks as tasks on the timer's event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop,
-                 run_ticks: Callable[[str, list[datetime]], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        run_ticks: Callable[[str, list[datetime]], Awaitable[None]],
+    ) -> None:
         super().__init__()
         self._loop = loop
         self._run_ticks = run_ticks
@@ -56,8 +59,9 @@ class AsyncTickExecutor(BaseExecutor):  # type: ignore[misc]  # apscheduler is u
 class ThreadTickExecutor(BaseExecutor):  # type: ignore[misc]  # apscheduler is untyped
     """Runs ticks in a small thread pool; `shutdown(wait=True)` waits for ticks in flight."""
 
-    def __init__(self, run_ticks: Callable[[str, list[datetime]], None],
-                 max_workers: int = 4) -> None:
+    def __init__(
+        self, run_ticks: Callable[[str, list[datetime]], None], max_workers: int = 4
+    ) -> None:
         super().__init__()
         self._run_ticks = run_ticks
         self._max_workers = max_workers
@@ -66,7 +70,8 @@ class ThreadTickExecutor(BaseExecutor):  # type: ignore[misc]  # apscheduler is 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            self._max_workers, thread_name_prefix="qtasks-timer")
+            self._max_workers, thread_name_prefix="qtasks-timer"
+        )
 
     def shutdown(self, wait: bool = True) -> None:
         if self._pool is not None:

@@ -40,8 +40,14 @@ class CatchUp:
     (none is enqueued: the newest are out of reach)."""
 
 
-def plan_catch_up(trigger: Any, since: datetime, now: datetime, grace: float | None,
-                  coalesce: bool, exclude: datetime | None = None) -> CatchUp:
+def plan_catch_up(
+    trigger: Any,
+    since: datetime,
+    now: datetime,
+    grace: float | None,
+    coalesce: bool,
+    exclude: datetime | None = None,
+) -> CatchUp:
     """Ticks in `(since, now]` to enqueue at start; `exclude` is the scheduler's own first tick
     (a past DateTrigger), which the running scheduler enqueues itself."""
     plan = CatchUp()

@@ -45,11 +45,19 @@ class Schedule:
     last_task_uuid: str | None = None
 
     @staticmethod
-    def derive_id(task_name: str, trigger: Any, args: tuple[Any, ...],
-                  kwargs: dict[str, Any], priority: int | None) -> str:
+    def derive_id(
+        task_name: str,
+        trigger: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int | None,
+    ) -> str:
         """The same id in every process that adds the same schedule, so replicas share ticks."""
-        text = json.dumps([task_name, describe(trigger), list(args), kwargs, priority],
-                          sort_keys=True, default=repr)
+        text = json.dumps(
+            [task_name, describe(trigger), list(args), kwargs, priority],
+            sort_keys=True,
+            default=repr,
+        )
         return f"{task_name}:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
     def tick_key(self, run_time: datetime) -> str:

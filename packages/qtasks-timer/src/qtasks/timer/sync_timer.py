@@ -50,8 +50,9 @@ class SyncTimer(TimerCore):
             if self._running:
                 return
             self._executor = ThreadTickExecutor(self._run_ticks)
-            self._scheduler = BackgroundScheduler(timezone=timezone.utc, daemon=True,
-                                                  executors={"default": self._executor})
+            self._scheduler = BackgroundScheduler(
+                timezone=timezone.utc, daemon=True, executors={"default": self._executor}
+            )
             self._drive(self._start_flow())
             for schedule in list(self._schedules.values()):
                 self._add_job(schedule, self._drive(self._activate_flow(schedule)))
@@ -106,8 +107,12 @@ class SyncTimer(TimerCore):
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # -- internals ------------------------------------------------------------------------------

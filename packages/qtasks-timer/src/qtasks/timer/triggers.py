@@ -25,18 +25,21 @@ def check_trigger(trigger: Any) -> None:
     if trigger is None:
         raise InvalidTriggerError(
             "add_task needs trigger=..., an APScheduler trigger such as "
-            "CronTrigger(second='*/10') or IntervalTrigger(seconds=5)")
+            "CronTrigger(second='*/10') or IntervalTrigger(seconds=5)"
+        )
     if not isinstance(trigger, BaseTrigger):
         raise InvalidTriggerError(
             f"trigger must be an APScheduler 3.x trigger (apscheduler.triggers.*), got "
             f"{type(trigger).__name__} {trigger!r}; for a crontab line use "
-            "CronTrigger.from_crontab('*/5 * * * *')")
+            "CronTrigger.from_crontab('*/5 * * * *')"
+        )
     if _has_jitter(trigger):
         # A jittered fire time is random per process, so replicas would claim different
         # ticks and each enqueue once: the exactly-once guarantee would silently not hold.
         raise InvalidTriggerError(
             f"{trigger} has jitter; timers cannot agree on a jittered tick across replicas. "
-            "Drop jitter (or add it inside the task)")
+            "Drop jitter (or add it inside the task)"
+        )
     if isinstance(trigger, IntervalTrigger) and interval_us(trigger) <= 0:
         raise InvalidTriggerError(f"{trigger}: the interval must be positive")
 
