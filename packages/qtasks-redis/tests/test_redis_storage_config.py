@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -10,6 +11,7 @@ import pytest
 import redis
 from redis_test_support import async_app, sync_app, wait_for
 
+from qtasks.exc import QueueFullError
 from qtasks.redis import AsyncRedisGlobalConfig, SyncRedisGlobalConfig
 
 NO_TTL_FAMILIES = (
@@ -139,6 +141,27 @@ def test_global_config_values_ttls_and_only_new(redis_url: str, admin: redis.Red
     assert config.set_nx("ticks", "t1", 3, ttl=0.3) is True
     config.delete("settings", "limit")
     assert "limit" not in config.get_all("settings")
+
+
+def test_a_config_starts_while_redis_is_out_of_memory(
+    redis_url: str, admin: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker starts and drains during OOM (chaos B7): the running status its config writes
+    at start waits for the periodic heartbeat; a caller's own write is still refused."""
+    config = SyncRedisGlobalConfig(name="QueueTasks", url=redis_url)
+    admin.config_set("maxmemory", 1)  # below what Redis already uses: every new write is refused
+    try:
+        with caplog.at_level(logging.WARNING, logger="qtasks"):
+            config.start()
+        assert "running status not written at start" in caplog.text
+        assert "out of memory" in caplog.text
+        with pytest.raises(QueueFullError):
+            config.set("settings", "limit", 1)
+    finally:
+        admin.config_set("maxmemory", 0)
+    config.heartbeat()
+    assert config.is_running()
+    config.stop()
 
 
 def test_running_status_and_worker_registry(redis_url: str, admin: redis.Redis) -> None:

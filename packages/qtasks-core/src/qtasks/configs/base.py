@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from qtasks._drive import Flow, run_async, run_sync
 from qtasks.base.component import Component
+from qtasks.exc import QueueFullError
 
 STATUS_NAME = "main"
 WORKERS_NAME = "workers"
@@ -92,7 +93,13 @@ class BaseGlobalConfig(Component):
 
     def _start_flow(self) -> Flow[None]:
         yield from self.plugins.global_config("global_config_start", global_config=self)
-        yield from self._heartbeat_flow()
+        try:
+            yield from self._heartbeat_flow()
+        except QueueFullError as exc:
+            # A worker starts and drains while Redis is out of memory (its writes are let
+            # through, and draining frees memory); the status is written by the periodic
+            # heartbeat once the write goes through.
+            self.log.warning("running status not written at start: %s", exc)
         yield from self.plugins.global_config("global_config_set_status", global_config=self)
 
     def _stop_flow(self) -> Flow[None]:
