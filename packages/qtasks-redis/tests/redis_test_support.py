@@ -15,6 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from qtasks.redis._wire import QUICK
+
+# With a redis-py older than the quick paths know (`_wire.QUICK`), the clients use redis-py's own
+# pools and connections: every guarantee must hold all the same, and what only the quick paths
+# have is skipped.
+quick_only = pytest.mark.skipif(not QUICK, reason="the quick paths need redis-py >= 8.1")
+
 HERE = Path(__file__).resolve().parent
 WORKER_APP = HERE / "redis_worker_app.py"
 

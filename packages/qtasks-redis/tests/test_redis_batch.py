@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio.connection import Connection as PlainConnection
 from redis.connection import Connection as SyncConnection
 from redis.exceptions import DataError
-from redis_test_support import async_app, sync_app
+from redis_test_support import async_app, quick_only, sync_app
 
 from qtasks.redis import _batch
 from qtasks.redis._batch import SUPERSEDED
@@ -141,6 +141,7 @@ ARGS: list[tuple[Any, ...]] = [
 CONNECTIONS = [PlainConnection, SyncConnection]
 
 
+@quick_only
 @pytest.mark.skipif(_PACK is None, reason="hiredis is not installed")
 @pytest.mark.parametrize("plain_class", CONNECTIONS, ids=["async", "sync"])
 @pytest.mark.parametrize("args", ARGS, ids=lambda a: str(a[0]))
@@ -154,6 +155,7 @@ def test_hiredis_packing_sends_what_redis_py_would(
     )
 
 
+@quick_only
 @pytest.mark.skipif(_PACK is None, reason="hiredis is not installed")
 @pytest.mark.parametrize("plain_class", CONNECTIONS, ids=["async", "sync"])
 def test_hiredis_pipeline_packing_sends_what_redis_py_would(plain_class: type) -> None:
@@ -173,6 +175,7 @@ def test_hiredis_packing_refuses_what_redis_py_refuses(plain_class: type) -> Non
         fast.pack_command("SET", "k", {"not": "encodable"})
 
 
+@quick_only
 async def test_async_clients_pack_with_hiredis_when_installed(redis_url: str) -> None:
     app = async_app(redis_url)
     pool = app.broker.client.connection_pool
@@ -182,6 +185,7 @@ async def test_async_clients_pack_with_hiredis_when_installed(redis_url: str) ->
     assert await app.broker.client.ping() is True
 
 
+@quick_only
 def test_sync_clients_pack_with_hiredis_when_installed(redis_url: str) -> None:
     app = sync_app(redis_url)
     pool = app.broker.client.connection_pool

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 import redis.exceptions
+from redis_test_support import quick_only
 
 from qtasks.redis._reads import ReadDeadline
 from qtasks.redis.connection import build_client
@@ -73,6 +74,7 @@ async def test_a_read_past_its_deadline_raises_redis_timeout(
         await client.aclose()
 
 
+@quick_only
 async def test_a_cancel_from_outside_stays_a_cancel(redis_server: Any) -> None:
     client = build_client(redis_server.url, True, 5.0)
     admin = redis.Redis.from_url(redis_server.url)
@@ -106,6 +108,7 @@ async def test_reads_in_time_never_trip_the_timer(redis_server: Any) -> None:
         await client.aclose()
 
 
+@quick_only
 async def test_the_relax_hook_moves_a_running_reads_deadline(redis_server: Any) -> None:
     client = build_client(redis_server.url, True, TIMEOUT)
     admin = redis.Redis.from_url(redis_server.url)

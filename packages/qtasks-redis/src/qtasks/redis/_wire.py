@@ -29,12 +29,19 @@ sentry-sdk's Redis integration (on by default) added a breadcrumb and a span to 
 finish and enqueue script, about 20 % of end-to-end throughput, and 100 breadcrumbs of queue
 plumbing would push a task's own breadcrumbs out of its error events. Pipelines and a client
 passed in by the application are left as they are.
+
+Versions. The mixins and pools below lean on redis-py internals that changed between releases
+(8.1 has them all; 7.4 lacks `can_read` on asyncio connections, sync connections there pack
+through `_command_packer` without `pack_command`, and their reads take other arguments). With
+an older redis-py than `QUICK_SINCE`, `build_client` makes stock redis-py pools and connections
+under qtasks' client classes: the same calls and errors, at redis-py's own cost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable
 from functools import cache, partial
@@ -45,10 +52,28 @@ from qtasks._drive import Flow
 from qtasks.redis._reads import QuickReads
 from redis import BlockingConnectionPool as SyncBlockingPool
 from redis import Redis as SyncRedis
+from redis import __version__ as _REDIS_PY_VERSION
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.connection import AbstractConnection as AsyncAbstractConnection
 from redis.exceptions import ConnectionError, DataError, TimeoutError
+
+QUICK_SINCE = (8, 1)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """(major, minor) of a version string; "8.1.0" -> (8, 1), "8.1b2" -> (8, 1)."""
+    parts: list[int] = []
+    for part in version.split(".")[:2]:
+        leading = re.match(r"\d+", part)
+        if leading is None:
+            break
+        parts.append(int(leading.group()))
+    return tuple(parts)
+
+
+QUICK = _release(_REDIS_PY_VERSION) >= QUICK_SINCE
+"""Whether the installed redis-py has what the quick paths below rely on (see "Versions")."""
 
 
 def _hiredis_packer() -> Callable[[tuple[Any, ...]], bytes] | None:

@@ -78,22 +78,29 @@ def build_client(url: str, is_async: bool, socket_timeout: float) -> Any:
         "max_connections": POOL_SIZE,
         "timeout": socket_timeout,
     }
-    from qtasks.redis._wire import use_fast_packing
+    from qtasks.redis._wire import QUICK, use_fast_packing
 
+    # An older redis-py than the quick paths know gets its own pools and connections.
     if is_async:
         from qtasks.redis._wire import AsyncClient, QuickPool
+        from redis.asyncio import BlockingConnectionPool
         from redis.asyncio.retry import Retry as AsyncRetry
 
         retry: Any = AsyncRetry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
-        pool = QuickPool.from_url(url, retry=retry, **options)
-        use_fast_packing(pool)
+        pool = (QuickPool if QUICK else BlockingConnectionPool).from_url(
+            url, retry=retry, **options
+        )
+        if QUICK:
+            use_fast_packing(pool)
         return AsyncClient.from_pool(pool)
     from qtasks.redis._wire import QuickSyncPool, SyncClient
+    from redis import BlockingConnectionPool as SyncBlockingPool
     from redis.retry import Retry
 
     retry = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
-    sync_pool = QuickSyncPool.from_url(url, retry=retry, **options)
-    use_fast_packing(sync_pool)
+    sync_pool = (QuickSyncPool if QUICK else SyncBlockingPool).from_url(url, retry=retry, **options)
+    if QUICK:
+        use_fast_packing(sync_pool)
     return SyncClient.from_pool(sync_pool)
 
 
