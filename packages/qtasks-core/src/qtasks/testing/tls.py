@@ -14,7 +14,16 @@ def make_certs(directory: Path) -> tuple[Path, Path, Path]:
         directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
     )
     ext = directory / "san.ext"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    # The extensions Python 3.13's strict verification (VERIFY_X509_STRICT) requires: key usage
+    # on the CA, and an authority key identifier on the server certificate.
+    ext.write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
 
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True)
@@ -33,6 +42,10 @@ def make_certs(directory: Path) -> tuple[Path, Path, Path]:
         "2",
         "-subj",
         "/CN=qtasks-test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     )
     run(
         "req",
