@@ -309,8 +309,9 @@ class QuickSyncPool(SyncBlockingPool):
 
 
 def use_fast_packing(pool: Any) -> None:
-    """Make the `pool`'s future connections pack with hiredis (before it connects)."""
-    if _PACK is not None:
+    """Make the `pool`'s future connections pack with hiredis (before it connects); not with a
+    redis-py older than the quick paths know (see "Versions")."""
+    if _PACK is not None and QUICK:
         pool.connection_class = _packing_class(pool.connection_class)
 
 

@@ -90,8 +90,7 @@ def build_client(url: str, is_async: bool, socket_timeout: float) -> Any:
         pool = (QuickPool if QUICK else BlockingConnectionPool).from_url(
             url, retry=retry, **options
         )
-        if QUICK:
-            use_fast_packing(pool)
+        use_fast_packing(pool)
         return AsyncClient.from_pool(pool)
     from qtasks.redis._wire import QuickSyncPool, SyncClient
     from redis import BlockingConnectionPool as SyncBlockingPool
@@ -99,8 +98,7 @@ def build_client(url: str, is_async: bool, socket_timeout: float) -> Any:
 
     retry = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1)
     sync_pool = (QuickSyncPool if QUICK else SyncBlockingPool).from_url(url, retry=retry, **options)
-    if QUICK:
-        use_fast_packing(sync_pool)
+    use_fast_packing(sync_pool)
     return SyncClient.from_pool(sync_pool)
 
 
