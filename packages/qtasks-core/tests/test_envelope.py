@@ -6,6 +6,7 @@ import contextlib
 import enum
 import json
 import pickle
+import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from qtasks.exc import DecodeError, PayloadTooLargeError, SerializationError
 from qtasks.schemas.envelope import Envelope, decode, encode
+from qtasks.schemas.ids import new_task_id
 
 
 def test_round_trip() -> None:
@@ -167,3 +169,21 @@ def test_fuzz_json_objects_decode_or_raise_decode_error(obj: dict[str, object]) 
     except DecodeError:
         return
     assert isinstance(env.id, str) and isinstance(env.task, str)
+
+
+def test_new_task_ids_are_version_4_uuids_like_uuid4s() -> None:
+    made = [new_task_id() for _ in range(2000)]
+    for value, text in made:
+        assert isinstance(value, uuid.UUID)
+        assert value.version == 4 and value.variant == uuid.RFC_4122
+        assert str(value) == text == str(uuid.UUID(text))
+        assert uuid.UUID(text) == value and hash(uuid.UUID(text)) == hash(value)
+        assert pickle.loads(pickle.dumps(value)) == value
+    assert len({text for _, text in made}) == len(made)
+    # Every random bit is used: across 2000 ids each of the 122 free bits takes both values.
+    free = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+    ones = zeros = 0
+    for value, _ in made:
+        ones |= value.int & free
+        zeros |= ~value.int & free
+    assert ones == zeros == free

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid as uuidlib
 from abc import abstractmethod
 from collections.abc import Callable
 from functools import partial
@@ -31,6 +30,7 @@ from qtasks._drive import Flow, run_async, run_sync
 from qtasks.base.component import Component
 from qtasks.schemas.delivery import DeadEntry, Delivery
 from qtasks.schemas.envelope import Envelope, encode
+from qtasks.schemas.ids import new_task_id
 from qtasks.schemas.task import Task, new_record, to_mapping
 
 if TYPE_CHECKING:
@@ -169,9 +169,11 @@ class BaseBroker(Component):
         retry: int | None = None,
         parent: str | None = None,
     ) -> Envelope:
-        made = None if uuid else uuidlib.uuid4()
+        made = None
+        if not uuid:
+            made, uuid = new_task_id()
         return Envelope(
-            id=uuid or str(made),
+            id=uuid,
             task=task_name,
             args=list(args or ()),
             kwargs=dict(kwargs or {}),
