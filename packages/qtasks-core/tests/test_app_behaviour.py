@@ -261,15 +261,23 @@ async def test_bad_input_is_typed_and_worker_survives(harness: Harness) -> None:
     def unencodable() -> Any:
         return {1, 2}
 
+    @harness.task(name="not_utf8")
+    def not_utf8() -> str:
+        return "\udcff"  # a lone surrogate, as `os.fsdecode` makes of an undecodable byte
+
     with pytest.raises(UnknownTaskError, match="nope"):
         await harness.add_task("nope")
     with pytest.raises(TaskArgumentsError, match="needs_two"):
         await harness.add_task("needs_two", 1)
     with pytest.raises(SerializationError):
         await harness.add_task("needs_two", object(), 2)
+    with pytest.raises(SerializationError, match="UTF-8"):
+        await harness.add_task("needs_two", "\udcff", 2)
     await harness.start()
     record = await harness.add_task("unencodable", timeout=5)
     assert record.status == "error" and "SerializationError" in record.traceback
+    record = await harness.add_task("not_utf8", timeout=5)
+    assert record.status == "error" and "not valid UTF-8 text" in record.traceback
     assert (await harness.add_task("needs_two", 1, 2, timeout=5)).returning == 3
 
 

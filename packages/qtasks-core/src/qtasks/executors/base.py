@@ -23,7 +23,7 @@ from qtasks.contexts import Context, current_context
 from qtasks.exc import SerializationError, TaskPluginTriggerError
 from qtasks.executors.invoke import invoke_async, invoke_sync
 from qtasks.plugins.manager import PluginHost
-from qtasks.schemas.envelope import dumps
+from qtasks.schemas.envelope import check_utf8, dumps
 
 if TYPE_CHECKING:
     from qtasks.registries.definition import TaskExecSchema
@@ -173,7 +173,10 @@ class BaseTaskExecutor:
                 json.loads(text)
             except ValueError:
                 raise SerializationError(f"{what} was encoded to text that is not JSON") from None
-        return str(text)
+        text = str(text)
+        if not text.isascii():  # a custom encoder's or a plugin's text (`dumps` checked its own)
+            check_utf8(text, what)
+        return text
 
     def _execute_flow(self, decode: bool = True) -> Flow[Any]:
         token = current_context.set(self.context)

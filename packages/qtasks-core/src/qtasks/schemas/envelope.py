@@ -110,10 +110,31 @@ def dumps(value: Any, what: str = "value") -> str:
     """Encode `value` as compact JSON, raising `SerializationError` that says what failed."""
     try:
         if _c_encode is None:
-            return _encoder.encode(value)
-        return "".join(_c_encode(value, 0))
+            text: str = _encoder.encode(value)
+        else:
+            text = "".join(_c_encode(value, 0))
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(f"{what} is not JSON-serialisable: {exc}") from None
+    if not text.isascii():  # a flag of the str object: free for the usual ASCII text
+        check_utf8(text, what)
+    return text
+
+
+def check_utf8(text: str, what: str) -> None:
+    """`SerializationError` unless `text` encodes as UTF-8: the JSON encoder keeps non-ASCII
+    text as it is, a lone surrogate (`os.fsdecode` makes them of undecodable bytes) included,
+    and Redis' client would refuse it only when the write is packed, failing the whole batch."""
+    _utf8(text, what)
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise SerializationError(
+            f"{what} is not valid UTF-8 text: {exc.object[exc.start : exc.end]!r} "
+            f"at character {exc.start}"
+        ) from None
 
 
 _quote = json.encoder.encode_basestring
@@ -162,7 +183,8 @@ def _json_text(e: Envelope, what: str) -> str:
 
 def encode(envelope: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> bytes:
     """Envelope to bytes; `PayloadTooLargeError` past `max_bytes`, before anything is written."""
-    data = _json_text(envelope, f"arguments of task {envelope.task!r}").encode()
+    what = f"arguments of task {envelope.task!r}"
+    data = _utf8(_json_text(envelope, what), what)
     if len(data) > max_bytes:
         raise PayloadTooLargeError(
             f"task {envelope.task!r} encodes to {len(data)} bytes, over the {max_bytes}-byte cap"

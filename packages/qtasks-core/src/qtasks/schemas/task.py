@@ -164,8 +164,16 @@ def to_mapping(task: Task) -> dict[str, str]:
     for name in _SCALARS:
         value = fields[name]
         if value is not None:
-            out[name] = str(value)
+            text = str(value)
+            out[name] = text if text.isascii() else _storable(text)
     return out
+
+
+def _storable(text: str) -> str:
+    """Free text (a traceback, a cancel reason) as a store can take it: a lone surrogate, which
+    UTF-8 refuses (an exception message may carry one from `os.fsdecode`), becomes its escape,
+    so that the final write is not refused for its traceback."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def id_text(task: Task) -> str:
