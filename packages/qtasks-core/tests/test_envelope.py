@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qtasks.exc import DecodeError, PayloadTooLargeError, SerializationError
-from qtasks.schemas.envelope import Envelope, decode, encode
+from qtasks.schemas.envelope import Envelope, decode, encode, encodes_surely
 from qtasks.schemas.ids import new_task_id
 
 
@@ -187,3 +187,60 @@ def test_new_task_ids_are_version_4_uuids_like_uuid4s() -> None:
         ones |= value.int & free
         zeros |= ~value.int & free
     assert ones == zeros == free
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.builds(
+        Envelope,
+        id=st.text(min_size=1),
+        task=st.text(min_size=1),
+        args=st.just([]) | st.lists(_json, max_size=2),
+        kwargs=st.just({}) | st.dictionaries(st.text(), _json, max_size=2),
+        priority=st.integers(),
+        queue=st.text(min_size=1),
+        eta=st.none() | st.floats(),
+        created_at=st.floats(),
+        attempt=st.integers(),
+        retry=st.none() | st.integers(),
+        parent=st.none() | st.text(),
+    ),
+    st.integers(min_value=0, max_value=2000),
+)
+def test_an_envelope_that_encodes_surely_encodes_within_the_cap(env: Envelope, cap: int) -> None:
+    # What a bulk enqueue leaves to be encoded after its first writes must never fail there.
+    if encodes_surely(env, cap):
+        assert len(encode(env, cap)) <= cap
+
+
+def test_what_could_fail_to_encode_is_not_left_for_later() -> None:
+    plain = Envelope(id="a" * 36, task="t", created_at=1.5)
+    assert encodes_surely(plain, 1 << 20)
+    n = 10**15 - 1
+    widest = Envelope(
+        id="\x01" * 36,
+        task="\x01" * 40,
+        queue="\x01" * 9,
+        parent="\x01" * 36,
+        priority=-n,
+        attempt=n,
+        retry=-n,
+        created_at=-1.2345678901234567e-300,
+        eta=-1.2345678901234567e-300,
+    )
+    cap = 6 * (36 + 40 + 9 + 36) + 256
+    assert encodes_surely(widest, cap) and len(encode(widest, cap)) <= cap
+    assert not encodes_surely(widest, cap - 1)
+    for unsure in (
+        Envelope(id="a", task="t", args=[1]),
+        Envelope(id="a", task="t", kwargs={"k": 1}),
+        Envelope(id="a", task="t", headers={"h": "v"}),
+        Envelope(id="a", task="t", extra={"e": 1}),
+        Envelope(id="a", task="t\ud800"),  # a lone surrogate: UTF-8 refuses it
+        Envelope(id="a", task="t", queue="é"),
+        Envelope(id="a", task="t", priority=True),
+        Envelope(id="a", task="t", priority=10**15),
+        Envelope(id="a", task="t", retry=10**20),
+        Envelope(id="a", task="t", created_at=float("nan")),
+    ):
+        assert not encodes_surely(unsure, 1 << 20), unsure

@@ -151,11 +151,18 @@ async def test_a_connection_cut_mid_stream_still_files_each_task_once(
     assert queued_in_order(redis_server.url) == list(range(N))
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [object(), "\udcff"],  # not JSON; text UTF-8 refuses (a lone surrogate)
+    ids=["not-json", "not-utf8"],
+)
 async def test_bad_input_late_in_a_streamed_bulk_writes_nothing(
-    flavour: str, redis_server: Any
+    flavour: str, redis_server: Any, bad: Any
 ) -> None:
-    calls: list[Any] = [("t", (i,)) for i in range(N)]
-    calls[N - 5] = ("t", (object(),))  # not JSON: found after several streamed calls' worth
+    # The tasks before it have no arguments: checked up front without being encoded (their
+    # payloads are made while Redis files the calls before), and still nothing is written.
+    calls: list[Any] = [("t",) for _ in range(N)]
+    calls[N - 5] = ("t", (bad,))  # found after several streamed calls' worth
     if flavour == "async":
         app: Any = AsyncQueueTasks(name="stream", broker_url=redis_server.url)
         with pytest.raises(SerializationError):

@@ -29,7 +29,7 @@ from qtasks._discovery import redact_url
 from qtasks._drive import Flow, run_async, run_sync
 from qtasks.base.component import Component
 from qtasks.schemas.delivery import DeadEntry, Delivery
-from qtasks.schemas.envelope import Envelope, encode
+from qtasks.schemas.envelope import Envelope, encode, encodes_surely
 from qtasks.schemas.ids import new_task_id
 from qtasks.schemas.task import Task, new_record, to_mapping
 
@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from qtasks.storages.base import BaseStorage
 
 CancelListener = Callable[[str, "str | None"], None]
-Staged = tuple[Envelope, bytes, "Task | None"]
+Staged = tuple[Envelope, "bytes | None", "Task | None"]
+"""A task checked for enqueue: its envelope, its payload (None: `encodes_surely`, so it is encoded
+as its call is built) and its record (None: made as its call is built)."""
 """A validated task on its way into a broker: envelope, payload, and its record, or None when no
 plugin looked at it first (the broker makes it with `new_record` as it writes)."""
 
@@ -119,7 +121,11 @@ class BaseBroker(Component):
     # the caller's flow: one driver per call instead of two (they are on every task's path).
     def _enqueue_steps(self, items: list[Staged]) -> Flow[list[Task]]:
         """`_enqueue` with the records not made yet made first; -> every item's record."""
-        written = [(env, payload, model or new_record(env)) for env, payload, model in items]
+        max_bytes = self.config.max_payload_bytes
+        written = [
+            (env, encode(env, max_bytes) if payload is None else payload, model or new_record(env))
+            for env, payload, model in items
+        ]
         yield partial(self._enqueue, written)
         return [model for _, _, model in written]
 
@@ -199,7 +205,10 @@ class BaseBroker(Component):
         hooked = before or plugins.wants("storage_add")
         max_bytes = self.config.max_payload_bytes
         for env in envelopes:
-            payload = encode(env, max_bytes)  # typed error, nothing written
+            # A typed error, before anything is written. An envelope that cannot fail to
+            # encode is encoded as its call is built: a streamed bulk does it while Redis
+            # files the calls before (the checks up front are the one part not overlapped).
+            payload = None if encodes_surely(env, max_bytes) else encode(env, max_bytes)
             if not hooked:
                 items.append((env, payload, None))
                 continue

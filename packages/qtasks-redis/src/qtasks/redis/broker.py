@@ -33,7 +33,7 @@ from qtasks.redis.connection import (
 from qtasks.redis.keys import BrokerKeys
 from qtasks.redis.protocol import Call, Protocol, ms, parse_meta
 from qtasks.schemas.delivery import DeadEntry, Delivery
-from qtasks.schemas.envelope import Envelope, decode, sample
+from qtasks.schemas.envelope import Envelope, decode, encode, sample
 from qtasks.schemas.task import Task, new_record, to_mapping
 from redis.exceptions import NoScriptError
 
@@ -156,12 +156,15 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
         if not items:
             return []
 
+        max_bytes = self.config.max_payload_bytes
+
         def call(chunk: Sequence[Staged]) -> Call:
             mapped = []
             for env, payload, staged in chunk:
                 model = new_record(env) if staged is None else staged
                 records.append(model)
-                mapped.append((env, payload, to_mapping(model)))
+                data = encode(env, max_bytes) if payload is None else payload
+                mapped.append((env, data, to_mapping(model)))
             return self.protocol.enqueue(mapped)
 
         if len(items) <= STREAM_CHUNK:
