@@ -7,6 +7,7 @@ import enum
 import json
 import pickle
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -82,25 +83,31 @@ _json = st.recursive(
 )
 
 
+_finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _envelopes(**fields: Any) -> st.SearchStrategy[Envelope]:
+    """Envelopes of any valid field values, with `fields`' strategies in place of those given."""
+    default: dict[str, Any] = {
+        "id": st.text(min_size=1),
+        "task": st.text(min_size=1),
+        "args": st.lists(_json, max_size=3),
+        "kwargs": st.dictionaries(st.text(), _json, max_size=3),
+        "priority": st.integers(),
+        "queue": st.text(min_size=1),
+        "eta": st.none() | _finite,
+        "created_at": _finite,
+        "attempt": st.integers(min_value=0),
+        "retry": st.none() | st.integers(),
+        "parent": st.none() | st.text(),
+        "headers": st.dictionaries(st.text(), st.text(), max_size=3),
+        "extra": st.dictionaries(st.text(), _json, max_size=3),
+    }
+    return st.builds(Envelope, **{**default, **fields})
+
+
 @settings(max_examples=300, deadline=None)
-@given(
-    st.builds(
-        Envelope,
-        id=st.text(min_size=1),
-        task=st.text(min_size=1),
-        args=st.lists(_json, max_size=3),
-        kwargs=st.dictionaries(st.text(), _json, max_size=3),
-        priority=st.integers(),
-        queue=st.text(min_size=1),
-        eta=st.none() | st.floats(allow_nan=False, allow_infinity=False),
-        created_at=st.floats(allow_nan=False, allow_infinity=False),
-        attempt=st.integers(min_value=0),
-        retry=st.none() | st.integers(),
-        parent=st.none() | st.text(),
-        headers=st.dictionaries(st.text(), st.text(), max_size=3),
-        extra=st.dictionaries(st.text(), _json, max_size=3),
-    )
-)
+@given(_envelopes())
 def test_encode_writes_the_same_json_object_as_the_generic_encoder(env: Envelope) -> None:
     # The fixed fields are formatted directly, not through json: the object must not differ.
     assert json.loads(encode(env)) == json.loads(json.dumps(env.to_dict()))
@@ -191,19 +198,14 @@ def test_new_task_ids_are_version_4_uuids_like_uuid4s() -> None:
 
 @settings(max_examples=500, deadline=None)
 @given(
-    st.builds(
-        Envelope,
-        id=st.text(min_size=1),
-        task=st.text(min_size=1),
+    _envelopes(
         args=st.just([]) | st.lists(_json, max_size=2),
         kwargs=st.just({}) | st.dictionaries(st.text(), _json, max_size=2),
-        priority=st.integers(),
-        queue=st.text(min_size=1),
+        headers=st.just({}) | st.dictionaries(st.text(), st.text(), max_size=1),
+        extra=st.just({}),
         eta=st.none() | st.floats(),
         created_at=st.floats(),
         attempt=st.integers(),
-        retry=st.none() | st.integers(),
-        parent=st.none() | st.text(),
     ),
     st.integers(min_value=0, max_value=2000),
 )
