@@ -23,7 +23,10 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "B7": ("oom-backpressure", "maxmemory 4mb noeviction flooded with 100 KB enqueues"),
     "B8": ("eviction-policy-guard", "maxmemory-policy allkeys-lru at worker start"),
     "C1": ("unknown-task", "queue entries naming `nope` and `os.system`"),
-    "C2": ("non-serializable-args", "object(), a lambda, NaN and a set as arguments"),
+    "C2": (
+        "non-serializable-args",
+        "object(), a lambda, NaN, a set and text UTF-8 refuses as arguments",
+    ),
     "C3": ("malformed-injection", "bad bytes, truncated/deep/mistyped JSON, 2 MB, a pickle"),
     "C4": ("huge-payload", "10 MiB argument; 900 KiB round trip; injected 10 MiB entry"),
     "C5": ("task-raises", "ValueError with retry=3 backoff 50 ms; non-retryable; bad __str__"),
