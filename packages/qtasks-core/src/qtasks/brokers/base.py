@@ -38,10 +38,9 @@ if TYPE_CHECKING:
 
 CancelListener = Callable[[str, "str | None"], None]
 Staged = tuple[Envelope, "bytes | None", "Task | None"]
-"""A task checked for enqueue: its envelope, its payload (None: `encodes_surely`, so it is encoded
-as its call is built) and its record (None: made as its call is built)."""
-"""A validated task on its way into a broker: envelope, payload, and its record, or None when no
-plugin looked at it first (the broker makes it with `new_record` as it writes)."""
+"""A validated task on its way into a broker: envelope, payload (None when `encodes_surely`: the
+broker encodes it as it writes) and its record (None when no plugin looked at it first: the
+broker makes it with `new_record` as it writes)."""
 
 
 class BaseBroker(Component):
