@@ -103,6 +103,29 @@ async def test_a_held_process_mark_is_replaced_by_its_final_write(
     assert (await rec.app.get(delivery.envelope.id)).status == "success"
 
 
+async def test_a_write_the_client_refuses_fails_alone_not_its_batch(redis_url: str) -> None:
+    rec = _Recorded(async_app(redis_url))
+    await rec.broker.add_many([rec.broker.make_envelope("t") for _ in range(3)])
+    deliveries = await rec.broker.claim("w", 3, 0.5, ["default"])
+    assert len(deliveries) == 3
+    bad = deliveries[1]
+    writes = []
+    for delivery in deliveries:
+        mapping = to_mapping(new_record(delivery.envelope).evolve(status="success"))
+        if delivery is bad:
+            mapping["returning"] = '"\udcff"'  # past the checks that stop it before this
+        key = ("final", delivery.envelope.id)
+        writes.append(rec.batcher.call(rec._pack_finals, (delivery, mapping), key))
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    ids = [d.envelope.id for d in deliveries]
+    assert rec.finished == ids + ids  # packed as one batch, refused, then each alone
+    assert isinstance(outcomes[1], UnicodeEncodeError)
+    assert outcomes[0] == outcomes[2] == 1
+    for delivery in deliveries:
+        record = await rec.app.get(delivery.envelope.id)
+        assert record.status == ("new" if delivery is bad else "success")
+
+
 async def test_a_long_tasks_process_mark_goes_out_alone_after_the_mark_delay(
     redis_url: str,
 ) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from qtasks._drive import Flow, Pending, run_async, run_sync
 from qtasks.redis._stream import pipelined_scripts_flow
 from qtasks.redis.scripts import SOURCES
+from redis.exceptions import DataError
 
 Call = tuple[str, list[str], list[Any]]
 Packer = Callable[[list[Any]], Call]
@@ -50,6 +51,10 @@ MARK_DELAY = 0.02
 
 FLUSHER_IDLE = 1.0
 """Seconds without a waiting mark after which `SyncBatcher`'s mark flusher thread ends."""
+
+REFUSED_VALUE = (TypeError, ValueError, DataError)
+"""What building or packing a call raises for a value it cannot send (text UTF-8 refuses, a type
+the client does not encode), before anything is sent; never a connection or timeout error."""
 
 SUPERSEDED = 1
 """The reply of a `process` mark that was not sent because its task's final write is in the
@@ -120,12 +125,28 @@ class _Pipeline:
 
     def flow(self, items: list[tuple[Packer, Any]]) -> Flow[list[tuple[bool, Any]]]:
         groups = _groups(items)
-        calls = []
-        for packer, positions in groups:
-            name, keys, args = packer([items[i][1] for i in positions])
-            calls.append((self._scripts(name), keys, args))
-        replies = yield from pipelined_scripts_flow(self.client, calls)
+        try:
+            calls = []
+            for packer, positions in groups:
+                name, keys, args = packer([items[i][1] for i in positions])
+                calls.append((self._scripts(name), keys, args))
+            replies = yield from pipelined_scripts_flow(self.client, calls)
+        except REFUSED_VALUE:
+            # An item's value was refused while the calls were built or packed, before anything
+            # was sent: each item goes alone, so the one bad write fails and its batch does not.
+            if len(items) == 1:
+                raise
+            return (yield from self._alone_flow(items))
         return _spread(items, groups, replies)
+
+    def _alone_flow(self, items: list[tuple[Packer, Any]]) -> Flow[list[tuple[bool, Any]]]:
+        out: list[tuple[bool, Any]] = []
+        for item in items:
+            try:
+                out += yield from self.flow([item])
+            except REFUSED_VALUE as exc:
+                out.append((False, exc))
+        return out
 
     def run(self, items: list[tuple[Packer, Any]]) -> list[tuple[bool, Any]]:
         return run_sync(self.flow(items))
