@@ -265,6 +265,12 @@ async def test_bad_input_is_typed_and_worker_survives(harness: Harness) -> None:
     def not_utf8() -> str:
         return "\udcff"  # a lone surrogate, as `os.fsdecode` makes of an undecodable byte
 
+    @harness.task(name="too_big")
+    def too_big(text: str) -> str:
+        return text
+
+    harness.app.config.max_result_bytes = 2048
+
     with pytest.raises(UnknownTaskError, match="nope"):
         await harness.add_task("nope")
     with pytest.raises(TaskArgumentsError, match="needs_two"):
@@ -278,6 +284,13 @@ async def test_bad_input_is_typed_and_worker_survives(harness: Harness) -> None:
     assert record.status == "error" and "SerializationError" in record.traceback
     record = await harness.add_task("not_utf8", timeout=5)
     assert record.status == "error" and "not valid UTF-8 text" in record.traceback
+    # The JSON of 2,046 characters is 2,048 bytes: at the cap. One more is over it, and so is
+    # half as many characters that take two bytes each, though their count is under the cap.
+    assert (await harness.add_task("too_big", "x" * 2046, timeout=5)).status == "success"
+    for text in ("x" * 2047, "\u00e9" * 1024):
+        record = await harness.add_task("too_big", text, timeout=5)
+        assert record.status == "error" and record.returning is None
+        assert "ResultTooLargeError" in record.traceback and "2048-byte cap" in record.traceback
     assert (await harness.add_task("needs_two", 1, 2, timeout=5)).returning == 3
 
 

@@ -27,6 +27,8 @@ def test_defaults_match_the_original() -> None:
         ("lease_timeout", -1.0, "positive"),
         ("running_older_tasks", "yes", "must be bool"),
         ("result_statuses_end", "success", "must be list"),
+        ("max_result_bytes", 512 * 1024 * 1024 + 1, "from 1024 to 536870912"),
+        ("max_result_bytes", 1023, "from 1024 to 536870912"),
     ],
 )
 def test_wrong_values_fail_where_set(field: str, value: Any, message: str) -> None:

@@ -34,6 +34,10 @@ class PayloadTooLargeError(QTasksError, ValueError):
     """An encoded task is larger than `config.max_payload_bytes`."""
 
 
+class ResultTooLargeError(QTasksError, ValueError):
+    """A task's encoded result is larger than `config.max_result_bytes`; the task ends `error`."""
+
+
 class DecodeError(QTasksError, ValueError):
     """Bytes found in a queue are not a valid task envelope. `reason` is a short machine word."""
 

@@ -22,7 +22,7 @@ from qtasks.plugins.manager import PluginHost
 from qtasks.registries.handles import TaskCls
 from qtasks.registries.registrar import Router, TaskRegistrar, shared_registry
 from qtasks.schemas.envelope import Envelope
-from qtasks.schemas.task import Task
+from qtasks.schemas.task import Task, storable_text, stored_id
 from qtasks.workers.base import BaseWorker
 
 try:
@@ -240,6 +240,8 @@ class BaseQueueTasks(TaskRegistrar):
         `fresh`: the task was just enqueued here (its record cannot be final yet)."""
         deadline = time.monotonic() + timeout
         statuses = frozenset(self.config.result_statuses_end) | {"retry"}
+        if stored_id(uuid) is None:  # no task has it, and none ever will
+            return None
         while True:
             remaining = max(0.0, deadline - time.monotonic())
             task: Task | None = yield from self.broker.storage._wait_flow(
@@ -254,7 +256,10 @@ class BaseQueueTasks(TaskRegistrar):
             return task
 
     def _get_flow(self, uuid: str) -> Flow[Task | None]:
-        task: Task | None = yield from self.broker._get_flow(str(uuid))
+        task_id = stored_id(uuid)
+        task: Task | None = None
+        if task_id is not None:
+            task = yield from self.broker._get_flow(task_id)
         if self.plugins.wants("qtasks_get"):
             task = (
                 yield from self.plugins.app(
@@ -267,6 +272,8 @@ class BaseQueueTasks(TaskRegistrar):
         """Run a failed, cancelled or dead-lettered task again. A dead letter goes back to its
         queue under its own id; a finished record is re-enqueued as a new task linked to it
         (`extra["retried_from"]`). None when there is nothing to retry."""
+        if stored_id(uuid) is None:
+            return None
         try:
             revived = yield from self.broker._admin_flow(self.broker._retry_dead, str(uuid))
         except NotImplementedError:  # a broker without dead letters
@@ -287,10 +294,15 @@ class BaseQueueTasks(TaskRegistrar):
         return (yield from self.broker._add_flow(env))
 
     def _cancel_flow(self, uuid: str, reason: str | None) -> Flow[str]:
+        if reason is not None:
+            reason = storable_text(str(reason))
         yield from self.plugins.app(
             "qtasks_cancel", qtasks=self, broker=self.broker, uuid=str(uuid), reason=reason
         )
-        return (yield from self.broker._cancel_flow(str(uuid), reason))
+        task_id = stored_id(uuid)
+        if task_id is None:
+            return "unknown"
+        return (yield from self.broker._cancel_flow(task_id, reason))
 
     def _ping_flow(self, server: bool) -> Flow[bool]:
         global_config = self.broker.storage.global_config

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from qtasks.exc import ConfigError
+from qtasks.schemas.envelope import DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_RESULT
 
 Subscriber = Callable[["QueueConfig", str, Any], None]
 _TRUE = {"1", "true", "yes", "on"}
@@ -34,6 +35,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "shutdown_grace": (lambda v: v >= 0, "0 or more"),
     "result_time_interval": (_positive, "positive"),
     "max_payload_bytes": (lambda v: v >= 1024, "at least 1024"),
+    # Redis refuses a value over 512 MiB (its largest bulk string), and only once it is sent.
+    "max_result_bytes": (lambda v: 1024 <= v <= 512 * 1024 * 1024, "from 1024 to 536870912"),
     "block_timeout": (_positive, "positive"),
     "socket_timeout": (_positive, "positive"),
     "result_ttl": (lambda v: v is None or v > 0, "positive or None"),
@@ -85,7 +88,12 @@ class QueueConfig:
     """On SIGTERM, seconds running tasks may take to finish before they are handed back."""
     result_ttl: float | None = 86400.0
     """Seconds a finished record is kept (None: forever)."""
-    max_payload_bytes: int = 1024 * 1024
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    """Largest encoded task (arguments included); a larger one is refused at enqueue."""
+    max_result_bytes: int = DEFAULT_MAX_RESULT
+    """Largest encoded result; a larger one ends its task as `error` (`ResultTooLargeError`)
+    before anything is written. Redis refuses a value over 512 MB only once the write is sent,
+    and a final write shares its round trip with other tasks'."""
     block_timeout: float = 1.0
     """Longest blocking wait on the broker; must stay below `socket_timeout`."""
     socket_timeout: float = 5.0

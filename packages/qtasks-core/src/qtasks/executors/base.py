@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from qtasks._drive import Flow, run_async, run_sync
 from qtasks.contexts import Context, current_context
-from qtasks.exc import SerializationError, TaskPluginTriggerError
+from qtasks.exc import ResultTooLargeError, SerializationError, TaskPluginTriggerError
 from qtasks.executors.invoke import invoke_async, invoke_sync
 from qtasks.plugins.manager import PluginHost
-from qtasks.schemas.envelope import check_utf8, dumps
+from qtasks.schemas.envelope import DEFAULT_MAX_RESULT, check_utf8, dumps
 
 if TYPE_CHECKING:
     from qtasks.registries.definition import TaskExecSchema
@@ -174,8 +174,16 @@ class BaseTaskExecutor:
             except ValueError:
                 raise SerializationError(f"{what} was encoded to text that is not JSON") from None
         text = str(text)
-        if not text.isascii():  # a custom encoder's or a plugin's text (`dumps` checked its own)
+        ascii_only = text.isascii()
+        if not ascii_only:  # a custom encoder's or a plugin's text (`dumps` checked its own)
             check_utf8(text, what)
+        cap = DEFAULT_MAX_RESULT if self.app is None else self.app.config.max_result_bytes
+        # Characters are a lower bound of the UTF-8 size, and four times them an upper one.
+        if len(text) > cap or (not ascii_only and 4 * len(text) > cap and len(text.encode()) > cap):
+            raise ResultTooLargeError(
+                f"{what} encodes to {len(text.encode())} bytes, over the {cap}-byte cap "
+                "(config.max_result_bytes)"
+            )
         return text
 
     def _execute_flow(self, decode: bool = True) -> Flow[Any]:

@@ -17,6 +17,7 @@ from qtasks.exc import DecodeError, PayloadTooLargeError, SerializationError
 
 ENVELOPE_VERSION = 1
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
+DEFAULT_MAX_RESULT = 64 * 1024 * 1024
 MAX_DEPTH = 64
 SAMPLE_BYTES = 1024
 

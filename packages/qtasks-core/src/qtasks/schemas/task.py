@@ -165,15 +165,31 @@ def to_mapping(task: Task) -> dict[str, str]:
         value = fields[name]
         if value is not None:
             text = str(value)
-            out[name] = text if text.isascii() else _storable(text)
+            out[name] = text if text.isascii() else storable_text(text)
     return out
 
 
-def _storable(text: str) -> str:
+def storable_text(text: str) -> str:
     """Free text (a traceback, a cancel reason) as a store can take it: a lone surrogate, which
     UTF-8 refuses (an exception message may carry one from `os.fsdecode`), becomes its escape,
     so that the final write is not refused for its traceback."""
+    if text.isascii():
+        return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def stored_id(uuid: object) -> str | None:
+    """A task id as text, or None when no task can have it: text UTF-8 refuses (a lone
+    surrogate, as `os.fsdecode` makes of a command line's undecodable bytes) is never stored,
+    and a store's client would refuse to send it."""
+    text = str(uuid)
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return None
+    return text
 
 
 def id_text(task: Task) -> str:
