@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from qtasks import Depends, State
-from qtasks.exc import SerializationError, TaskArgumentsError, UnknownTaskError
+from qtasks.exc import SerializationError, TaskArgumentsError, TaskOptionError, UnknownTaskError
 from qtasks.testing.harness import Harness, wait_event
 
 
@@ -292,6 +293,70 @@ async def test_bad_input_is_typed_and_worker_survives(harness: Harness) -> None:
         assert record.status == "error" and record.returning is None
         assert "ResultTooLargeError" in record.traceback and "2048-byte cap" in record.traceback
     assert (await harness.add_task("needs_two", 1, 2, timeout=5)).returning == 3
+
+
+BAD_OPTIONS: list[dict[str, Any]] = [
+    {"priority": 1.5},
+    {"priority": "1"},
+    {"priority": True},
+    {"eta": "soon"},
+    {"eta": float("nan")},
+    {"delay": "5"},
+    {"delay": float("inf")},
+    {"timeout": "1"},
+    {"timeout": -1},
+    {"queue": 5},
+    {"queue": ""},
+    {"queue": "\udcff"},
+    {"headers": [("k", "v")]},
+    {"headers": {"k": 1}},
+    {"extra": ["x"]},
+]
+
+
+async def test_bad_enqueue_options_are_typed_and_write_nothing(harness: Harness) -> None:
+    # A priority of "1" or 1.5 used to be written and then dead-lettered by the worker, which
+    # could not read it back; a timeout of "1" failed only after its task was enqueued.
+    @harness.task(name="t")
+    def t() -> str:
+        return "ok"
+
+    for options in BAD_OPTIONS:
+        with pytest.raises(TaskOptionError, match=f"task 't': {next(iter(options))} "):
+            await harness.call("enqueue", "t", **options)
+    with pytest.raises(TaskOptionError, match="priority must be an int"):
+        await harness.add_task("t", priority=2.0)
+
+    def u() -> None: ...
+
+    with pytest.raises(TaskOptionError, match="priority must be an int, not str"):
+        harness.app.task(name="u", priority="high")(u)
+    with pytest.raises(TaskOptionError, match="timeout must be 0 or more"):
+        await harness.call("wait", "an id", timeout=-1)
+    with pytest.raises(TaskOptionError, match=r"unknown option\(s\) delay_s; the options are"):
+        await harness.call("enqueue", "t", delay_s=5)
+    with pytest.raises(TaskOptionError, match="args must be a tuple or list, not str"):
+        await harness.call("enqueue", "t", "abc")  # not three arguments "a", "b", "c"
+    with pytest.raises(TaskOptionError, match="kwargs must be a dict, not list"):
+        await harness.call("enqueue", "t", (), [("a", 1)])
+    for name in (5, None, ""):
+        with pytest.raises(TaskOptionError, match="a task name must be a non-empty str"):
+            await harness.call("enqueue", name)
+        with pytest.raises(TaskOptionError, match="a task name must be a non-empty str"):
+            await harness.add_task(name)
+    for calls in ([("t",), "t"], [("t", (), {}, 0, "x")], [("t", "ab")], [("t", (), {}, 0.5)]):
+        with pytest.raises(TaskOptionError):
+            await harness.call("add_tasks", calls)  # the first call is valid: all or nothing
+    stats = await harness.call_on(harness.app.broker, "stats")
+    assert sum(q["ready"] + q["delayed"] for q in stats["queues"].values()) == 0
+    assert "u" not in harness.app.tasks
+
+    class Level(enum.IntEnum):
+        HIGH = -1
+
+    await harness.start()
+    record = await harness.call("enqueue", "t", priority=Level.HIGH, timeout=5)
+    assert record.status == "success" and type(record.priority) is int and record.priority == -1
 
 
 async def test_unknown_task_in_queue_is_dead_lettered(harness: Harness) -> None:

@@ -12,6 +12,7 @@ import redis
 from redis_test_support import sync_app, wait_for
 
 from qtasks._drive import run_sync
+from qtasks.exc import TaskOptionError
 from qtasks.schemas.delivery import Delivery
 from qtasks.schemas.envelope import Envelope
 
@@ -65,6 +66,20 @@ def test_enqueue_is_idempotent_by_id(app: Any, admin: redis.Redis) -> None:
     assert admin.hget(f"QueueTasks:task:{env.id}", "status") == b"new"
     assert len(broker.claim("w", 10, 0.1, ["default"])) == 1
     assert broker.claim("w", 10, 0.1, ["default"]) == []
+
+
+def test_bad_options_are_refused_before_anything_is_written(app: Any, admin: redis.Redis) -> None:
+    # A priority of 1.5 or "1" used to be written, dead-lettered by the worker (which could not
+    # read it back), and left a record that `app.get` failed on with a ValueError.
+    app.config.enqueue_unknown_tasks = True
+    for options in ({"priority": 1.5}, {"priority": "1"}, {"eta": "soon"}, {"headers": {"k": 1}}):
+        with pytest.raises(TaskOptionError):
+            app.enqueue("t", **options)
+    with pytest.raises(TaskOptionError, match="priority must be an int, not NoneType"):
+        app.broker.add("t", None)
+    with pytest.raises(TaskOptionError):
+        app.add_tasks([("t", (), {}, 1.5)])
+    assert admin.dbsize() == 0
 
 
 def test_priority_then_fifo_across_queues_in_one_batch(app: Any) -> None:

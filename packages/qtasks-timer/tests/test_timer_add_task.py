@@ -11,7 +11,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from qtasks import QueueTasks
-from qtasks.exc import TaskArgumentsError, UnknownTaskError
+from qtasks.exc import TaskArgumentsError, TaskOptionError, UnknownTaskError
 from qtasks.timer import (
     AsyncTimer,
     DuplicateScheduleError,
@@ -118,6 +118,10 @@ def test_arguments_the_task_does_not_take_are_rejected_now(
         timer.add_task("report", "mon", "tue", "wed", trigger=CronTrigger(second="*"))
     with pytest.raises(TaskArgumentsError):
         timer.add_task("report", trigger=CronTrigger(second="*"), colour="red")
+
+    with pytest.raises(TaskOptionError, match="priority must be an int, not str"):
+        timer.add_task("report", trigger=CronTrigger(second="*"), priority="1")
+    assert timer._schedules == {}
 
 
 def test_missing_or_bad_names_and_grace_times(timer: SyncTimer | AsyncTimer) -> None:

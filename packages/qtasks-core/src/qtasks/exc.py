@@ -26,6 +26,11 @@ class TaskArgumentsError(QTasksError, TypeError):
     """Arguments do not bind to the task function's signature."""
 
 
+class TaskOptionError(QTasksError, TypeError, ValueError):
+    """An enqueue option (priority, eta, delay, timeout, queue, headers, extra) or a task's
+    registered default has a wrong type or value. Raised before anything is written."""
+
+
 class SerializationError(QTasksError, TypeError):
     """A value cannot be encoded as JSON (arguments at enqueue, or a task's result)."""
 

@@ -40,9 +40,7 @@ class QueueTasks(BaseQueueTasks):
     ) -> Task | None:
         """Enqueue with options (`priority`, `timeout`, `eta`, `delay`, `queue`, `extra`,
         `headers`), without reserving keyword names of the task."""
-        return await run_async(
-            self._enqueue_flow(task_name, tuple(args), dict(kwargs or {}), **options)
-        )
+        return await run_async(self._options_flow(task_name, args, kwargs, options))
 
     async def add_tasks(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> list[Task]:
         """Bulk enqueue: every call is validated before anything is written, then written in

@@ -14,7 +14,7 @@ from qtasks.apps import assembly
 from qtasks.brokers.base import BaseBroker
 from qtasks.configs.config import QueueConfig
 from qtasks.events import Events
-from qtasks.exc import UnknownTaskError
+from qtasks.exc import TaskOptionError, UnknownTaskError
 from qtasks.plugins.builtin.depends import DependsPlugin
 from qtasks.plugins.builtin.retry import RetryPlugin
 from qtasks.plugins.builtin.state import StatePlugin
@@ -22,6 +22,13 @@ from qtasks.plugins.manager import PluginHost
 from qtasks.registries.handles import TaskCls
 from qtasks.registries.registrar import Router, TaskRegistrar, shared_registry
 from qtasks.schemas.envelope import Envelope
+from qtasks.schemas.options import (
+    ENQUEUE_OPTIONS,
+    check_call,
+    check_name,
+    check_options,
+    check_seconds,
+)
 from qtasks.schemas.task import Task, storable_text, stored_id
 from qtasks.workers.base import BaseWorker
 
@@ -144,6 +151,12 @@ class BaseQueueTasks(TaskRegistrar):
         extra: dict[str, Any] | None,
         headers: dict[str, str] | None,
     ) -> Flow[Envelope]:
+        if type(task_name) is not str or not task_name:
+            check_name(task_name)
+        if not (priority is None or type(priority) is int) or not (
+            eta is None and queue is None and headers is None and extra is None
+        ):  # the usual call has none of these: its checks cost nothing
+            priority, eta, queue = check_options(task_name, priority, eta, queue, headers, extra)
         definition = self.tasks.get(task_name)
         if definition is None:
             if self.tasks and not self.config.enqueue_unknown_tasks:
@@ -200,8 +213,10 @@ class BaseQueueTasks(TaskRegistrar):
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Flow[Task | None]:
+        if timeout is not None:
+            timeout = check_seconds(timeout, "timeout", f"task {task_name!r}", negative=False)
         if delay is not None:
-            eta = time.time() + delay
+            eta = time.time() + (check_seconds(delay, "delay", f"task {task_name!r}") or 0.0)
         env = yield from self._envelope_flow(
             task_name, args, kwargs, priority, eta, queue, extra, headers
         )
@@ -221,16 +236,39 @@ class BaseQueueTasks(TaskRegistrar):
             return (yield from self._wait_flow(str(task.uuid), timeout, fresh=True))
         return task
 
+    def _options_flow(
+        self, task_name: str, args: Any, kwargs: Any, options: dict[str, Any]
+    ) -> Flow[Task | None]:
+        """`enqueue(task_name, args, kwargs, **options)`, its parts and option names checked
+        first (a misspelt option would otherwise be a TypeError naming this method)."""
+        args, kwargs = check_call(task_name, args, kwargs)
+        unknown = options.keys() - ENQUEUE_OPTIONS
+        if unknown:
+            raise TaskOptionError(
+                f"task {task_name!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+                f"the options are {', '.join(sorted(ENQUEUE_OPTIONS))}"
+            )
+        return self._enqueue_flow(task_name, args, kwargs, **options)
+
     def _bulk_flow(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> Flow[list[Task]]:
         envelopes = []
         for call in calls:
             if isinstance(call, TaskCls):
                 name, args, kwargs, priority = call.task_name, call.args, call.kwargs, call.priority
             else:
+                if type(call) is not tuple or not 1 <= len(call) <= 4:
+                    raise TaskOptionError(
+                        "a bulk call is a TaskCls or a tuple (name, args, kwargs, priority), "
+                        f"not {type(call).__name__} {call!r:.80}"
+                    )
                 defaults: tuple[Any, ...] = (None, (), {}, None)
                 name, args, kwargs, priority = (*call, *defaults[len(call) :])
+            if type(name) is str and type(args) is tuple and type(kwargs) is dict:
+                kwargs = dict(kwargs)  # a call's kwargs may be shared (`[t(1)] * 100`)
+            else:
+                args, kwargs = check_call(name, args, kwargs)
             env = yield from self._envelope_flow(
-                name, tuple(args), dict(kwargs), priority, None, None, None, None
+                name, args, kwargs, priority, None, None, None, None
             )
             envelopes.append(env)
         return (yield from self.broker._add_many_flow(envelopes))
@@ -238,6 +276,8 @@ class BaseQueueTasks(TaskRegistrar):
     def _wait_flow(self, uuid: str, timeout: float, fresh: bool = False) -> Flow[Task | None]:
         """The final record, following retry links, within `timeout`; woken by the write.
         `fresh`: the task was just enqueued here (its record cannot be final yet)."""
+        if type(timeout) is not float:
+            timeout = check_seconds(timeout, "timeout", f"wait for {uuid!r}", negative=False) or 0.0
         deadline = time.monotonic() + timeout
         statuses = frozenset(self.config.result_statuses_end) | {"retry"}
         if stored_id(uuid) is None:  # no task has it, and none ever will

@@ -41,7 +41,7 @@ class QueueTasks(BaseQueueTasks):
     ) -> Task | None:
         """Enqueue with options (`priority`, `timeout`, `eta` epoch seconds, `delay` seconds,
         `queue`, `extra`, `headers`), without reserving keyword names of the task."""
-        return run_sync(self._enqueue_flow(task_name, tuple(args), dict(kwargs or {}), **options))
+        return run_sync(self._options_flow(task_name, args, kwargs, options))
 
     def add_tasks(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> list[Task]:
         """Bulk enqueue: `app.add_tasks([t(1), t(2)])` or tuples `(name, args, kwargs,

@@ -31,6 +31,7 @@ from qtasks.base.component import Component
 from qtasks.schemas.delivery import DeadEntry, Delivery
 from qtasks.schemas.envelope import Envelope, encode, encodes_surely
 from qtasks.schemas.ids import new_task_id
+from qtasks.schemas.options import check_name, check_options, check_priority
 from qtasks.schemas.task import Task, new_record, to_mapping
 
 if TYPE_CHECKING:
@@ -174,6 +175,18 @@ class BaseBroker(Component):
         retry: int | None = None,
         parent: str | None = None,
     ) -> Envelope:
+        if type(task_name) is not str or not task_name:
+            check_name(task_name)
+        if (
+            type(priority) is not int
+            or eta is not None
+            or headers
+            or extra
+            or not (queue is None or (type(queue) is str and queue and queue.isascii()))
+        ):  # what a plugin returned, or a direct call (the app checked its caller's values)
+            if type(priority) is not int:  # None too: the app has filled in the default
+                priority = check_priority(priority, f"task {task_name!r}")
+            priority, eta, queue = check_options(task_name, priority, eta, queue, headers, extra)
         made = None
         if not uuid:
             made, uuid = new_task_id()

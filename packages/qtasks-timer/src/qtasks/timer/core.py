@@ -22,6 +22,7 @@ from typing import Any
 
 from qtasks._drive import Flow
 from qtasks.exc import UnknownTaskError
+from qtasks.schemas.options import check_priority
 from qtasks.timer.errors import DuplicateScheduleError
 from qtasks.timer.executors import executor_only
 from qtasks.timer.misfire import CatchUp, plan_catch_up
@@ -90,11 +91,14 @@ class TimerCore(BaseTimer):
         enqueue per tick; pass `schedule_id=` to name it yourself.
 
         Raises `UnknownTaskError` for a task the app does not register (unless it registers
-        none), `TaskArgumentsError` for arguments the task does not accept, and
-        `InvalidTriggerError` for a missing or foreign trigger.
+        none), `TaskArgumentsError` for arguments the task does not accept, `TaskOptionError`
+        for a priority that is not an int, and `InvalidTriggerError` for a missing or foreign
+        trigger.
         """
         name, task_args = _split_name(args, task_name)
         self._check_task(name, task_args, kwargs)
+        if priority is not None:  # checked now, not at the first tick
+            priority = check_priority(priority, f"schedule of task {name!r}")
         check_trigger(trigger)
         grace = _check_grace(misfire_grace_time)
         sid = schedule_id or Schedule.derive_id(name, trigger, task_args, kwargs, priority)
