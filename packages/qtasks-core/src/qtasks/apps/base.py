@@ -27,6 +27,7 @@ from qtasks.schemas.options import (
     check_call,
     check_name,
     check_options,
+    check_priority,
     check_seconds,
 )
 from qtasks.schemas.task import Task, storable_text, stored_id
@@ -188,7 +189,10 @@ class BaseQueueTasks(TaskRegistrar):
                 values["kw"],
             )
             extra, headers, eta = values["extra"], values["headers"], values["eta"]
-        return self.broker.make_envelope(
+            check_name(task_name)  # the plugins' values, checked as the caller's were
+            priority = check_priority(priority, f"task {task_name!r}")
+            priority, eta, _ = check_options(task_name, priority, eta, None, headers, extra)
+        return self.broker._envelope(
             task_name,
             priority,
             extra,

@@ -175,18 +175,43 @@ class BaseBroker(Component):
         retry: int | None = None,
         parent: str | None = None,
     ) -> Envelope:
-        if type(task_name) is not str or not task_name:
-            check_name(task_name)
-        if (
-            type(priority) is not int
-            or eta is not None
-            or headers
-            or extra
-            or not (queue is None or (type(queue) is str and queue and queue.isascii()))
-        ):  # what a plugin returned, or a direct call (the app checked its caller's values)
-            if type(priority) is not int:  # None too: the app has filled in the default
-                priority = check_priority(priority, f"task {task_name!r}")
-            priority, eta, queue = check_options(task_name, priority, eta, queue, headers, extra)
+        """A new task's envelope, its name and options checked (`TaskOptionError`)."""
+        check_name(task_name)
+        priority = check_priority(priority, f"task {task_name!r}")
+        priority, eta, queue = check_options(task_name, priority, eta, queue, headers, extra)
+        return self._envelope(
+            task_name,
+            priority,
+            extra,
+            args,
+            kwargs,
+            uuid=uuid,
+            eta=eta,
+            queue=queue,
+            headers=headers,
+            attempt=attempt,
+            retry=retry,
+            parent=parent,
+        )
+
+    def _envelope(
+        self,
+        task_name: str,
+        priority: int,
+        extra: dict[str, Any] | None,
+        args: tuple[Any, ...] | list[Any] | None,
+        kwargs: dict[str, Any] | None,
+        *,
+        uuid: str | None = None,
+        eta: float | None = None,
+        queue: str | None = None,
+        headers: dict[str, str] | None = None,
+        attempt: int = 0,
+        retry: int | None = None,
+        parent: str | None = None,
+    ) -> Envelope:
+        """`make_envelope` for values already checked (the app's enqueue path checks its
+        caller's values once, where they come in)."""
         made = None
         if not uuid:
             made, uuid = new_task_id()
