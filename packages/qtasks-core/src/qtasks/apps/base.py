@@ -192,7 +192,7 @@ class BaseQueueTasks(TaskRegistrar):
             check_name(task_name)  # the plugins' values, checked as the caller's were
             priority = check_priority(priority, f"task {task_name!r}")
             priority, eta, _ = check_options(task_name, priority, eta, None, headers, extra)
-        return self.broker._envelope(
+        return self.broker.make_envelope(
             task_name,
             priority,
             extra,
@@ -202,6 +202,7 @@ class BaseQueueTasks(TaskRegistrar):
             headers=headers,
             queue=queue or (definition.queue if definition else None),
             retry=definition.retry if definition else None,
+            _checked=True,
         )
 
     def _enqueue_flow(

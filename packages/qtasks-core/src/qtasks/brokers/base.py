@@ -174,44 +174,15 @@ class BaseBroker(Component):
         attempt: int = 0,
         retry: int | None = None,
         parent: str | None = None,
+        _checked: bool = False,
     ) -> Envelope:
-        """A new task's envelope, its name and options checked (`TaskOptionError`)."""
-        check_name(task_name)
-        priority = check_priority(priority, f"task {task_name!r}")
-        priority, eta, queue = check_options(task_name, priority, eta, queue, headers, extra)
-        return self._envelope(
-            task_name,
-            priority,
-            extra,
-            args,
-            kwargs,
-            uuid=uuid,
-            eta=eta,
-            queue=queue,
-            headers=headers,
-            attempt=attempt,
-            retry=retry,
-            parent=parent,
-        )
-
-    def _envelope(
-        self,
-        task_name: str,
-        priority: int,
-        extra: dict[str, Any] | None,
-        args: tuple[Any, ...] | list[Any] | None,
-        kwargs: dict[str, Any] | None,
-        *,
-        uuid: str | None = None,
-        eta: float | None = None,
-        queue: str | None = None,
-        headers: dict[str, str] | None = None,
-        attempt: int = 0,
-        retry: int | None = None,
-        parent: str | None = None,
-    ) -> Envelope:
-        """`make_envelope` for values already checked (the app's enqueue path checks its
-        caller's values once, where they come in)."""
+        """A new task's envelope, its name and options checked (`TaskOptionError`).
+        `_checked`: the app's enqueue path, which checked its caller's values where they came
+        in (once per task)."""
+        if not _checked:
+            check_name(task_name)
+            priority = check_priority(priority, f"task {task_name!r}")
+            priority, eta, queue = check_options(task_name, priority, eta, queue, headers, extra)
         made = None
         if not uuid:
             made, uuid = new_task_id()
