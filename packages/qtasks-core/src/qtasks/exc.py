@@ -27,8 +27,9 @@ class TaskArgumentsError(QTasksError, TypeError):
 
 
 class TaskOptionError(QTasksError, TypeError, ValueError):
-    """An enqueue option (priority, eta, delay, timeout, queue, headers, extra) or a task's
-    registered default has a wrong type or value. Raised before anything is written."""
+    """An enqueue option (priority, eta, delay, timeout, queue, headers, extra) or an
+    `@app.task(...)` option has a wrong type or value. Raised before anything is written or
+    registered."""
 
 
 class SerializationError(QTasksError, TypeError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qtasks.exc import TaskArgumentsError
-from qtasks.schemas.options import check_priority, check_queue
+from qtasks.registries.checks import check_definition
 
 
 @dataclass
@@ -54,13 +54,7 @@ class TaskExecSchema:
             self.generating = "async"
         elif inspect.isgeneratorfunction(func):
             self.generating = "sync"
-        what = f"task {self.name!r}"
-        self.priority = check_priority(self.priority, what)
-        self.queue = check_queue(self.queue, what) or "default"
-        if self.retry is not None and self.retry < 0:
-            raise ValueError(f"task {self.name!r}: retry must be 0 or more")
-        if self.max_time is not None and self.max_time <= 0:
-            raise ValueError(f"task {self.name!r}: max_time must be positive")
+        check_definition(self)
         self._inspect_parameters()
 
     def _inspect_parameters(self) -> None:
