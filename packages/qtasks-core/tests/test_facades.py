@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import pytest
 
@@ -73,7 +74,31 @@ def test_flavour_mismatch_is_a_clear_error() -> None:
         ("redis://:s3cret@localhost:6379/0", "redis://:***@localhost:6379/0"),
         ("rediss://user:s3cret@h/2", "rediss://user:***@h/2"),
         ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        # Neither a port out of range nor an IPv6 host is lost or breaks the redaction.
+        ("redis://u:s3cret@h:99999/0", "redis://u:***@h:99999/0"),
+        ("rediss://u:s3cret@[::1]:6380/1", "rediss://u:***@[::1]:6380/1"),
     ],
 )
 def test_urls_are_redacted(url: str, shown: str) -> None:
     assert _discovery.redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": ""}, "the app name must be a non-empty str"),
+        ({"name": 5}, "the app name must be a non-empty str, not int"),
+        ({"name": "jobs\n"}, "has a control character"),
+        ({"name": "\udcff"}, "not valid UTF-8 text"),
+        ({"broker_url": 5}, "broker_url must be a str, not int"),
+        ({"storage_url": b"memory://"}, "storage_url must be a str, not bytes"),
+    ],
+)
+def test_a_bad_app_name_or_url_is_a_config_error(kwargs: dict[str, Any], message: str) -> None:
+    # Every key and channel of the app's components is prefixed by its name: a bad one used
+    # to fail at the first Redis call, untyped.
+    from qtasks import QueueTasks
+    from qtasks.exc import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        QueueTasks(**{"broker_url": "memory://", **kwargs})

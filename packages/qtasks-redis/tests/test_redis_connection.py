@@ -227,3 +227,19 @@ def test_component_wiring_is_checked() -> None:
     assert broker.storage.connection is broker.connection
     assert broker.storage.global_config.connection is broker.connection
     assert broker.client is client
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://app:s3cret@127.0.0.1:99999/0", "Port out of range"),
+        # redis-py reads such a database as none, and so would have used database 0.
+        ("redis://app:s3cret@127.0.0.1:6379/jobs", "the database must be a number, not 'jobs'"),
+    ],
+)
+def test_a_malformed_url_is_refused_at_construction_without_its_password(
+    url: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError, match=reason) as info:
+        SyncRedisBroker(url=url)
+    assert "s3cret" not in str(info.value) and "app:***@" in str(info.value)

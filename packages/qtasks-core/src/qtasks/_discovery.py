@@ -169,9 +169,7 @@ def redact_url(url: str | None) -> str:
     if parts.password is None and "@" not in parts.netloc:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # as written: `.port` raises on a bad port
     cred = f"{user}:***" if parts.password is not None else user
     netloc = f"{cred}@{host}" if cred else host
     return parts._replace(netloc=netloc).geturl()

@@ -16,6 +16,24 @@ from qtasks.exc import ConfigError
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
+def check_app(name: Any, broker_url: Any, storage_url: Any) -> None:
+    """The app's name (every key and channel of its components is prefixed by it) and URLs, or
+    `ConfigError`: a bad one would otherwise fail at the first call, untyped."""
+    if type(name) is not str or not name:
+        raise ConfigError(
+            f"the app name must be a non-empty str, not {type(name).__name__} {name!r}"
+        )
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise ConfigError(f"the app name {name!r} is not valid UTF-8 text") from None
+    if not name.isprintable():
+        raise ConfigError(f"the app name {name!r} has a control character")
+    for label, url in (("broker_url", broker_url), ("storage_url", storage_url)):
+        if url is not None and not isinstance(url, str):
+            raise ConfigError(f"{label} must be a str, not {type(url).__name__}")
+
+
 def choose_broker_url(broker_url: str | None) -> str:
     if broker_url:
         return broker_url

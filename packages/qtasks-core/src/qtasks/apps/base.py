@@ -57,6 +57,7 @@ class BaseQueueTasks(TaskRegistrar):
         load_entry_points: bool = True,
     ) -> None:
         super().__init__()
+        assembly.check_app(name, broker_url, storage_url)
         self.name = name
         self.version = __version__
         self.config = config if config is not None else QueueConfig()

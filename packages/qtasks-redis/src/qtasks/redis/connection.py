@@ -102,6 +102,26 @@ def build_client(url: str, is_async: bool, socket_timeout: float) -> Any:
     return SyncClient.from_pool(sync_pool)
 
 
+def _check_url(url: str) -> None:
+    """redis-py's own parse of `url`, made now: a bad port or database number would otherwise
+    fail at the first call. The reason is given without the URL's password."""
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+        parts = urlsplit(url)
+        db = parts.path.strip("/")
+        # redis-py reads a database that is not a number as none, and so uses database 0.
+        if parts.scheme.lower() != "unix" and db and not db.isdigit():
+            raise ValueError(f"the database must be a number, not {db!r}")
+    except ValueError as exc:
+        password = urlsplit(url).password
+        reason = str(exc)
+        if password and password in reason:
+            reason = "malformed"
+        raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {reason}") from None
+
+
 def _target_of_url(url: str) -> tuple[Any, ...]:
     from redis.connection import parse_url
 
@@ -131,6 +151,7 @@ class RedisConnection:
                     f"not a Redis URL: {redact_url(url)!r} "
                     f"(use {', '.join(s + '://' for s in URL_SCHEMES)})"
                 )
+            _check_url(url)
             query = parse_qs(urlsplit(url).query)
             if [v.lower() for v in query.get("ssl_cert_reqs", [])] == ["none"]:
                 log.warning(
