@@ -333,6 +333,8 @@ async def test_bad_enqueue_options_are_typed_and_write_nothing(harness: Harness)
         harness.app.task(name="u", priority="high")(u)
     with pytest.raises(TaskOptionError, match="timeout must be 0 or more"):
         await harness.call("wait", "an id", timeout=-1)
+    with pytest.raises(TaskOptionError, match="timeout must be a number of seconds, not None"):
+        await harness.call("wait", "an id", timeout=None)
     with pytest.raises(TaskOptionError, match=r"unknown option\(s\) delay_s; the options are"):
         await harness.call("enqueue", "t", delay_s=5)
     with pytest.raises(TaskOptionError, match="args must be a tuple or list, not str"):

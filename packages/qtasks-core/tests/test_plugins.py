@@ -135,6 +135,34 @@ def test_misspelled_hookimpl_is_rejected() -> None:
         host.add_plugin(Typo())
 
 
+def test_a_plugin_that_could_do_nothing_is_refused() -> None:
+    # A name, a class instead of its instance, or an object without @hookimpl functions used
+    # to be registered and to do nothing, silently.
+    class Listener:
+        @hookimpl
+        def worker_execute_before(self) -> None: ...
+
+    class Nothing:
+        pass
+
+    app = make_app("nothing")
+    for plugin in ("otel", 5, Nothing()):
+        with pytest.raises(TypeError, match="neither a BasePlugin nor an object or module"):
+            app.add_plugin(plugin)
+    app.add_plugin(Listener)  # a class with @hookimpl methods is such an object, as in pluggy
+    app.add_plugin(Listener())
+
+
+def test_a_middleware_or_router_of_the_wrong_kind_is_refused_when_added() -> None:
+    # A middleware that is not callable used to fail every task in the worker instead.
+    app = make_app("wrong-kinds")
+    with pytest.raises(TypeError, match="a middleware is a class"):
+        app.add_middleware("audit")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="include_router takes a Router, not int"):
+        app.include_router(5)  # type: ignore[arg-type]
+    assert app.worker.task_middlewares_before == []
+
+
 async def test_async_handlers_are_awaited() -> None:
     from qtasks.asyncio import QueueTasks as AsyncQueueTasks
 

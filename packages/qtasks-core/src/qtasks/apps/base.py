@@ -119,6 +119,8 @@ class BaseQueueTasks(TaskRegistrar):
 
     def include_router(self, router: Router) -> None:
         """Add a router's tasks; a name already registered is an error."""
+        if not isinstance(router, TaskRegistrar):
+            raise TypeError(f"include_router takes a Router, not {type(router).__name__}")
         clash = set(router.tasks) & set(self.tasks)
         if clash:
             raise ValueError(f"tasks already registered: {', '.join(sorted(clash))}")
@@ -139,6 +141,10 @@ class BaseQueueTasks(TaskRegistrar):
         """Run `middleware(task_executor)()` before or after every task of this app."""
         if position not in ("before", "after"):
             raise ValueError("position must be 'before' or 'after'")
+        if not callable(middleware):  # else every task would fail in the worker
+            raise TypeError(
+                f"a middleware is a class (called with the task executor), not {middleware!r}"
+            )
         getattr(self.worker, f"task_middlewares_{position}").append(middleware)
 
     # -- flows ----------------------------------------------------------------------------------
@@ -283,7 +289,10 @@ class BaseQueueTasks(TaskRegistrar):
         """The final record, following retry links, within `timeout`; woken by the write.
         `fresh`: the task was just enqueued here (its record cannot be final yet)."""
         if type(timeout) is not float:
-            timeout = check_seconds(timeout, "timeout", f"wait for {uuid!r}", negative=False) or 0.0
+            what = f"wait for {uuid!r}"
+            if timeout is None:
+                raise TaskOptionError(f"{what}: timeout must be a number of seconds, not None")
+            timeout = check_seconds(timeout, "timeout", what, negative=False) or 0.0
         deadline = time.monotonic() + timeout
         statuses = frozenset(self.config.result_statuses_end) | {"retry"}
         if stored_id(uuid) is None:  # no task has it, and none ever will

@@ -128,12 +128,23 @@ class PluginHost:
         return list(trigger_names)
 
     def _register(self, plugin: Any, name: str | None) -> None:
+        hooks = 0
         for impl_name in dir(plugin):
             opts = self.pm.parse_hookimpl_opts(plugin, impl_name)
-            if opts and (opts.get("wrapper") or opts.get("hookwrapper")):
+            if opts is None:
+                continue
+            hooks += 1
+            if opts.get("wrapper") or opts.get("hookwrapper"):
                 raise TypeError(
                     f"{impl_name}: hook wrappers are not supported; use the before/after triggers"
                 )
+        if (
+            not hooks
+        ):  # `add_plugin("otel")` or a class instead of its instance: it would do nothing
+            raise TypeError(
+                f"{plugin!r} is neither a BasePlugin nor an object or module with @hookimpl "
+                "functions"
+            )
         self.pm.register(plugin, name=name)
         self._after_change(plugin)
 
