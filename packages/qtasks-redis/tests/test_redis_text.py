@@ -5,7 +5,7 @@ Python strings may hold lone surrogates (`os.fsdecode` makes them of undecodable
 JSON encoder keeps them, and the Redis client refuses them only when a write is packed. A final
 write batches several tasks, so one such result used to fail the writes of its neighbours too,
 and every task of the batch was left to its lease: run again although it had finished. A
-result over Redis' 512 MB limit would fail its batch the same way once sent, so a result over
+result over Redis' 512 MiB limit would fail its batch the same way once sent, so a result over
 `config.max_result_bytes` ends its task as `error` before the write is built.
 """
 

@@ -92,7 +92,7 @@ class QueueConfig:
     """Largest encoded task (arguments included); a larger one is refused at enqueue."""
     max_result_bytes: int = DEFAULT_MAX_RESULT
     """Largest encoded result; a larger one ends its task as `error` (`ResultTooLargeError`)
-    before anything is written. Redis refuses a value over 512 MB only once the write is sent,
+    before anything is written. Redis refuses a value over 512 MiB only once the write is sent,
     and a final write shares its round trip with other tasks'."""
     block_timeout: float = 1.0
     """Longest blocking wait on the broker; must stay below `socket_timeout`."""
