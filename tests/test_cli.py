@@ -168,6 +168,14 @@ def test_errors_are_one_line_with_documented_codes(cli: Cli, tmp_path: Path) -> 
     assert down.stderr.strip().count("\n") == 0
     timeout = cli("add", "slow", "5", "--wait", "0.2")  # no worker: the wait times out
     assert timeout.returncode == 5
+    # A command's own bad input is one line and exit 2, not a traceback.
+    for args, message in (
+        (("add", "add", "1"), "missing a required argument: 'b'"),
+        (("add", "add", "1", "2", "--wait", "-1"), "timeout must be 0 or more"),
+    ):
+        bad = cli(*args)
+        assert bad.returncode == 2, bad.stderr
+        assert message in bad.stderr and bad.stderr.strip().count("\n") == 0, bad.stderr
     refused = cli("purge")  # no terminal to confirm on, and no --yes
     assert refused.returncode == 2 and "--yes" in refused.stderr
     assert cli("purge", "--yes").returncode == 0

@@ -11,7 +11,24 @@ from qtasks import _discovery
 from qtasks.cli import admin, meta, tasks
 from qtasks.cli.appload import unreachable
 from qtasks.cli.errors import EXIT_BROKER, EXIT_INTERRUPTED, EXIT_USAGE, CliError
-from qtasks.exc import BrokerError, ConfigError
+from qtasks.exc import (
+    BrokerError,
+    ConfigError,
+    PayloadTooLargeError,
+    SerializationError,
+    TaskArgumentsError,
+    TaskOptionError,
+    UnknownTaskError,
+)
+
+# What the apps raise for a command's own input, before anything is written.
+INPUT_ERRORS = (
+    UnknownTaskError,
+    TaskArgumentsError,
+    TaskOptionError,
+    SerializationError,
+    PayloadTooLargeError,
+)
 
 COMMANDS_GROUP = "qtasks.commands"
 log = logging.getLogger("qtasks.cli")
@@ -58,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BrokerError, ConnectionError, TimeoutError) as exc:
         print(f"qtasks: error: {unreachable(exc)}", file=sys.stderr)
         return EXIT_BROKER
-    except ConfigError as exc:  # a setting or a broker setup the worker refuses: one line
+    except (ConfigError, *INPUT_ERRORS) as exc:  # a setting or an argument refused: one line
         print(f"qtasks: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
