@@ -321,3 +321,28 @@ def test_executor_triggers_skip_plugins_that_do_not_apply_to_the_task() -> None:
     assert ("tagged-only", "tagged_one") in seen and ("tagged-only", "plain") not in seen
     assert ("close", "tagged_one") in seen and ("close", "plain") in seen
     assert not app.plugins.wants_for("task_executor_args_replace", app.tasks["plain"])
+
+
+def test_a_plugin_that_returns_a_bad_option_is_refused_like_a_caller() -> None:
+    from qtasks.exc import TaskOptionError
+
+    class Prioritiser:
+        @hookimpl
+        def qtasks_add_task_before_broker(self, headers: dict[str, str]) -> dict[str, Any]:
+            return {"priority": "high", "headers": {**headers, "trace": "t-1"}}
+
+    class Tracer:
+        @hookimpl
+        def qtasks_add_task_before_broker(self, headers: dict[str, str]) -> dict[str, Any]:
+            return {"headers": {**headers, "attempt": 1}}
+
+    for plugin, message in ((Prioritiser(), "priority must be an int"), (Tracer(), "headers")):
+        app = make_app("bad-plugin")
+
+        @app.task(name="t")
+        def t() -> None: ...
+
+        app.add_plugin(plugin)
+        with pytest.raises(TaskOptionError, match=message):
+            app.add_task("t")
+        assert sum(q["ready"] for q in app.broker.stats()["queues"].values()) == 0

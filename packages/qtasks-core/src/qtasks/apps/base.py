@@ -177,6 +177,7 @@ class BaseQueueTasks(TaskRegistrar):
         if priority is None:
             priority = definition.priority if definition else self.config.task_default_priority
         if self.plugins.wants("qtasks_add_task_before_broker"):
+            given = (task_name, priority, dict(extra or {}), dict(headers or {}), eta)
             values = yield from self.plugins.app(
                 "qtasks_add_task_before_broker",
                 qtasks=self,
@@ -185,8 +186,8 @@ class BaseQueueTasks(TaskRegistrar):
                 priority=priority,
                 args=args,
                 kw=kwargs,
-                extra=dict(extra or {}),
-                headers=dict(headers or {}),
+                extra=given[2],
+                headers=given[3],
                 eta=eta,
             )
             task_name, priority, args, kwargs = (
@@ -196,9 +197,14 @@ class BaseQueueTasks(TaskRegistrar):
                 values["kw"],
             )
             extra, headers, eta = values["extra"], values["headers"], values["eta"]
-            check_name(task_name)  # the plugins' values, checked as the caller's were
-            priority = check_priority(priority, f"task {task_name!r}")
-            priority, eta, _ = check_options(task_name, priority, eta, None, headers, extra)
+            # What a plugin replaced is checked as the caller's values were (a plugin that
+            # adds trace headers, the usual case, costs one check of its headers).
+            if task_name is not given[0]:
+                check_name(task_name)
+            if priority is not given[1]:
+                priority = check_priority(priority, f"task {task_name!r}")
+            if not (extra is given[2] and headers is given[3] and eta is given[4]):
+                _, eta, _ = check_options(task_name, None, eta, None, headers, extra)
         return self.broker.make_envelope(
             task_name,
             priority,

@@ -60,7 +60,9 @@ def check_headers(headers: Any, what: str) -> None:
     if not isinstance(headers, dict):
         raise TaskOptionError(f"{what}: headers must be a dict, not {type(headers).__name__}")
     for key, value in headers.items():
-        if not isinstance(key, str) or not isinstance(value, str):
+        if (type(key) is not str or type(value) is not str) and not (
+            isinstance(key, str) and isinstance(value, str)
+        ):
             raise TaskOptionError(
                 f"{what}: headers must map str to str; got {type(key).__name__} {key!r} "
                 f"to {type(value).__name__}"
