@@ -111,7 +111,7 @@ def test_jitter_is_rejected_because_replicas_could_not_agree(
         timer.add_task("report", trigger=CronTrigger(second="*", jitter=2))
 
 
-def test_arguments_the_task_does_not_take_are_rejected_now(
+def test_arguments_the_task_does_not_take_and_bad_options_are_rejected_now(
     timer: SyncTimer | AsyncTimer,
 ) -> None:
     with pytest.raises(TaskArgumentsError):
@@ -121,6 +121,10 @@ def test_arguments_the_task_does_not_take_are_rejected_now(
 
     with pytest.raises(TaskOptionError, match="priority must be an int, not str"):
         timer.add_task("report", trigger=CronTrigger(second="*"), priority="1")
+    with pytest.raises(TaskOptionError, match="schedule_id must be a non-empty str"):
+        timer.add_task("report", trigger=CronTrigger(second="*"), schedule_id=5)
+    with pytest.raises(TaskOptionError, match="coalesce must be a bool"):
+        timer.add_task("report", trigger=CronTrigger(second="*"), coalesce="no")
     assert timer._schedules == {}
 
 

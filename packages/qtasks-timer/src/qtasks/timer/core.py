@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from qtasks._drive import Flow
-from qtasks.exc import UnknownTaskError
+from qtasks.exc import TaskOptionError, UnknownTaskError
 from qtasks.schemas.options import check_priority
 from qtasks.timer.errors import DuplicateScheduleError
 from qtasks.timer.executors import executor_only
@@ -92,13 +92,20 @@ class TimerCore(BaseTimer):
 
         Raises `UnknownTaskError` for a task the app does not register (unless it registers
         none), `TaskArgumentsError` for arguments the task does not accept, `TaskOptionError`
-        for a priority that is not an int, and `InvalidTriggerError` for a missing or foreign
-        trigger.
+        for a priority that is not an int, a `schedule_id` that is not text or a `coalesce` that
+        is not a bool, and `InvalidTriggerError` for a missing or foreign trigger.
         """
         name, task_args = _split_name(args, task_name)
         self._check_task(name, task_args, kwargs)
+        what = f"schedule of task {name!r}"
         if priority is not None:  # checked now, not at the first tick
-            priority = check_priority(priority, f"schedule of task {name!r}")
+            priority = check_priority(priority, what)
+        if schedule_id is not None and (type(schedule_id) is not str or not schedule_id):
+            raise TaskOptionError(
+                f"{what}: schedule_id must be a non-empty str, not {schedule_id!r}"
+            )
+        if type(coalesce) is not bool:
+            raise TaskOptionError(f"{what}: coalesce must be a bool, not {coalesce!r}")
         check_trigger(trigger)
         grace = _check_grace(misfire_grace_time)
         sid = schedule_id or Schedule.derive_id(name, trigger, task_args, kwargs, priority)
