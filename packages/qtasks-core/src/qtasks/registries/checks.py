@@ -30,7 +30,9 @@ def check_definition(d: TaskExecSchema) -> None:
         d.max_time = _seconds(d.max_time, "max_time", what, positive=True)
     d.retry_backoff = _seconds(d.retry_backoff, "retry_backoff", what)
     d.retry_backoff_max = _seconds(d.retry_backoff_max, "retry_backoff_max", what)
-    d.retry_backoff_factor = _seconds(d.retry_backoff_factor, "retry_backoff_factor", what, True)
+    d.retry_backoff_factor = _seconds(
+        d.retry_backoff_factor, "retry_backoff_factor", what, positive=True
+    )
     for flag in ("echo", "retry_jitter"):
         if type(getattr(d, flag)) is not bool:
             raise TaskOptionError(f"{what}: {flag} must be a bool, not {getattr(d, flag)!r}")

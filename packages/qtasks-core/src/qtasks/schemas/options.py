@@ -1,7 +1,8 @@
 """Checks of a task's enqueue options (priority, eta, delay, timeout, queue, headers, extra).
 
-They run where a call comes in, before its plugins and before anything is written, and again
-where an envelope is made (what a plugin returned, or a direct `broker.add`). Without them a
+They run where a call comes in, before its plugins and before anything is written; again on
+what a plugin replaced; and in `make_envelope` for a call that did not come through the app
+(a direct `broker.add`). Without them a
 priority of `"1"` or `1.5` was written and then dead-lettered by the worker, which could not
 read it back, and a timeout of `"1"` failed only after its task was enqueued.
 """
