@@ -346,7 +346,14 @@ async def test_bad_enqueue_options_are_typed_and_write_nothing(harness: Harness)
             await harness.call("enqueue", name)
         with pytest.raises(TaskOptionError, match="a task name must be a non-empty str"):
             await harness.add_task(name)
-    for calls in ([("t",), "t"], [("t", (), {}, 0, "x")], [("t", "ab")], [("t", (), {}, 0.5)]):
+    for calls in (
+        5,
+        "t",
+        [("t",), "t"],
+        [("t", (), {}, 0, "x")],
+        [("t", "ab")],
+        [("t", (), {}, 0.5)],
+    ):
         with pytest.raises(TaskOptionError):
             await harness.call("add_tasks", calls)  # the first call is valid: all or nothing
     stats = await harness.call_on(harness.app.broker, "stats")

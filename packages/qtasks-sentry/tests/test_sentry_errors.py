@@ -205,3 +205,11 @@ async def test_without_a_client_nothing_is_added(harness: Harness) -> None:
     queued = await harness.add_task("noop")
     assert (await harness.call("wait", queued.uuid, 5)).status == "success"
     assert probe.headers == [{}]
+
+
+def test_report_retries_must_be_a_bool() -> None:
+    from qtasks.sentry import QtasksIntegration
+
+    for make in (SentryPlugin, QtasksIntegration):
+        with pytest.raises(TypeError, match="report_retries must be a bool, not 'no'"):
+            make(report_retries="no")  # type: ignore[arg-type]

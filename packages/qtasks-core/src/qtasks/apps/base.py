@@ -269,6 +269,10 @@ class BaseQueueTasks(TaskRegistrar):
         return self._enqueue_flow(task_name, args, kwargs, **options)
 
     def _bulk_flow(self, calls: Iterable[TaskCls | tuple[Any, ...]]) -> Flow[list[Task]]:
+        if not isinstance(calls, Iterable) or isinstance(calls, (str, bytes, dict)):
+            raise TaskOptionError(
+                f"add_tasks takes a list of calls, not {type(calls).__name__} {calls!r:.80}"
+            )
         envelopes = []
         for call in calls:
             if isinstance(call, TaskCls):

@@ -30,6 +30,8 @@ class QtasksIntegration(Integration):
     origin = f"auto.queue.{identifier}"
 
     def __init__(self, report_retries: bool = False) -> None:
+        if type(report_retries) is not bool:  # "no" would be taken as true
+            raise TypeError(f"report_retries must be a bool, not {report_retries!r}")
         self.report_retries = report_retries
 
     @staticmethod
