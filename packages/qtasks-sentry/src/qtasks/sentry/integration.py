@@ -20,7 +20,7 @@ from sentry_sdk.integrations import Integration
 
 from qtasks.apps.base import BaseQueueTasks
 from qtasks.sentry.plugin import INTEGRATION_PLUGIN_NAME as PLUGIN_NAME
-from qtasks.sentry.plugin import SentryPlugin
+from qtasks.sentry.plugin import SentryPlugin, checked_flag
 
 
 class QtasksIntegration(Integration):
@@ -30,9 +30,7 @@ class QtasksIntegration(Integration):
     origin = f"auto.queue.{identifier}"
 
     def __init__(self, report_retries: bool = False) -> None:
-        if type(report_retries) is not bool:  # "no" would be taken as true
-            raise TypeError(f"report_retries must be a bool, not {report_retries!r}")
-        self.report_retries = report_retries
+        self.report_retries = checked_flag(report_retries)
 
     @staticmethod
     def setup_once() -> None:

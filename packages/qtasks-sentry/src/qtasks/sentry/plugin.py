@@ -102,9 +102,7 @@ class SentryPlugin:
     """
 
     def __init__(self, report_retries: bool = False) -> None:
-        if type(report_retries) is not bool:  # "no" would be taken as true
-            raise TypeError(f"report_retries must be a bool, not {report_retries!r}")
-        self.report_retries = report_retries
+        self.report_retries = checked_flag(report_retries)
         self._outgoing = OutgoingHeaders()
         self._incoming = IncomingTrace()
 
@@ -288,6 +286,13 @@ class SentryPlugin:
                 mechanism={"type": "qtasks", "handled": False},
             )
             sentry_sdk.capture_event(event, hint=hint)
+
+
+def checked_flag(report_retries: object) -> bool:
+    """`report_retries` as given, or `TypeError`: "no" would be taken as true."""
+    if type(report_retries) is not bool:
+        raise TypeError(f"report_retries must be a bool, not {report_retries!r}")
+    return report_retries
 
 
 def _exit_scopes(scope_exit: Any) -> None:
