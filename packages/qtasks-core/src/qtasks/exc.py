@@ -78,3 +78,18 @@ class TaskPluginTriggerError(QTasksError):
 
 class TaskTimeoutError(QTasksError, TimeoutError):
     """A task ran longer than its `max_time`."""
+
+
+class TaskExitError(QTasksError):
+    """A task body raised a `BaseException` that is not an `Exception`: `SystemExit`,
+    `KeyboardInterrupt` on a pool thread (where no signal raises it), or a `CancelledError` the
+    worker did not send (an inner task the body awaited was cancelled). The task ends as
+    `error`, with the original as `__cause__`, instead of taking the worker's thread or loop
+    with it and being run again and again."""
+
+    @classmethod
+    def of(cls, task_name: str, exc: BaseException) -> TaskExitError:
+        detail = f": {exc}" if str(exc) else ""
+        error = cls(f"task {task_name!r} raised {type(exc).__name__}{detail}")
+        error.__cause__ = exc
+        return error

@@ -357,8 +357,13 @@ class BaseBroker(Component):
                 deliveries = yield partial(
                     self.claim, worker.worker_id, free, self.config.block_timeout, worker.queues
                 )
-            except Exception as exc:  # noqa: BLE001 - workers survive broker outages
+            except BaseException as exc:
+                # What it reserved goes back: a stop that cancels a claim under way must not
+                # leave the worker's next run with no capacity.
                 worker.release(free)
+                if not isinstance(exc, Exception):
+                    raise
+                # Workers survive broker outages: back off and claim again.
                 failures += 1
                 delay = min(0.05 * 2 ** min(failures, 6), 2.0)
                 # The first failure of a run is a warning; the retries of the same outage are

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from qtasks._pool import DaemonThreadPool
-from qtasks.exc import TaskTimeoutError
+from qtasks.exc import TaskExitError, TaskTimeoutError
 
 if TYPE_CHECKING:
     from qtasks.registries.definition import TaskExecSchema
@@ -118,8 +118,14 @@ async def invoke_async(
         context = contextvars.copy_context()
 
         def call() -> Any:
-            result = func(*args, **kwargs)
-            return list(result) if task.generating else result
+            try:
+                result = func(*args, **kwargs)
+                return list(result) if task.generating else result
+            except Exception:
+                raise
+            except BaseException as exc:
+                # Delivered to the loop, a SystemExit would stop the whole worker (see exc).
+                raise TaskExitError.of(task.name, exc) from exc
 
         future = loop.run_in_executor(pool, context.run, call)
         coro = future

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qtasks.exc import TaskArgumentsError
+from qtasks.exc import TaskArgumentsError, TaskExitError
 from qtasks.registries.checks import check_definition
 
 
@@ -99,8 +99,11 @@ class TaskExecSchema:
             raise TaskArgumentsError(f"task {self.name!r}: {exc}") from None
 
     def retries_match(self, exc: BaseException) -> bool:
-        """`retry_on_exc` matches subclasses too (1.7 matched exact types only)."""
-        return self.retry_on_exc is None or isinstance(exc, self.retry_on_exc)
+        """`retry_on_exc` matches subclasses too (1.7 matched exact types only), and the
+        `BaseException` a `TaskExitError` stands for."""
+        if self.retry_on_exc is None or isinstance(exc, self.retry_on_exc):
+            return True
+        return isinstance(exc, TaskExitError) and isinstance(exc.__cause__, self.retry_on_exc)
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number `attempt` (1-based)."""

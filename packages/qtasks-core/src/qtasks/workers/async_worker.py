@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from qtasks._drive import run_async
 from qtasks._periodic import AsyncPeriodic
 from qtasks._pool import DaemonThreadPool
-from qtasks.exc import TaskCancelError
+from qtasks.exc import TaskCancelError, TaskExitError
 from qtasks.executors.base import AsyncTaskExecutor
 from qtasks.schemas.delivery import Delivery
 from qtasks.workers.base import BaseWorker, Running
@@ -80,10 +80,17 @@ class AsyncWorker(BaseWorker):
         running.executing = True
         try:
             result = await executor.execute()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if self._settle_cancel(running):
                 raise TaskCancelError(running.cancelled or "cancelled") from None
-            raise
+            cancelling = getattr(asyncio.current_task(), "cancelling", None)
+            if cancelling is None or cancelling():
+                # Shutdown past the grace (`_run` hands the task back), or Python 3.10, which
+                # cannot tell a cancel of this task from one the body ran into.
+                raise
+            # Nobody cancelled this task: an inner task the body awaited was cancelled. Handed
+            # back, it would be claimed and run again at once, forever.
+            raise TaskExitError.of(executor.task_func.name, exc) from exc
         finally:
             running.executing = False
         self._settle_cancel(running)  # a cancel the body caught and ignored

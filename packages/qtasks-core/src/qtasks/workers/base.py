@@ -446,6 +446,7 @@ class BaseWorker(Component):
     # -- lifecycle helpers ---------------------------------------------------------------------
     def _start_flow(self) -> Flow[None]:
         self.running = True
+        self._forced = False  # a forced stop of the run before
         self.started_at = time.time()
         if self.app is not None:
             self.tasks = self.app.tasks

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from qtasks._drive import Flow, Pending, resume_parked, run_parking, run_sync
 from qtasks._periodic import ThreadPeriodic
 from qtasks._pool import DaemonThreadPool
-from qtasks.exc import TaskCancelError
+from qtasks.exc import TaskCancelError, TaskExitError
 from qtasks.executors.base import SyncTaskExecutor
 from qtasks.schemas.delivery import Delivery
 from qtasks.workers.base import BaseWorker, Running
@@ -91,10 +91,14 @@ class SyncThreadWorker(BaseWorker):
         executor.on_cancellable = partial(setattr, running, "handle")
         try:
             result = executor.execute()
-        except asyncio.CancelledError:
-            if running.cancelled is None:
-                raise
-            raise TaskCancelError(running.cancelled) from None
+        except Exception:
+            raise
+        except BaseException as exc:
+            # On a pool thread no signal raises these: the body did, so they end the task as
+            # an error (unless it is the cancel this worker sent into an async body).
+            if isinstance(exc, asyncio.CancelledError) and running.cancelled is not None:
+                raise TaskCancelError(running.cancelled) from None
+            raise TaskExitError.of(executor.task_func.name, exc) from exc
         if running.cancelled is not None:
             raise TaskCancelError(running.cancelled)
         return result

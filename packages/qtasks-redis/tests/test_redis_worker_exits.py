@@ -1,0 +1,66 @@
+"""A body's `BaseException` and a worker started again after a stop, on Redis (the memory
+broker's tests are in qtasks-core's test_worker_exits.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+from redis_test_support import async_app
+
+
+def _app(redis_url: str) -> Any:
+    app = async_app(redis_url, block_timeout=0.5)
+
+    @app.task(name="echo")
+    def echo(n: int) -> int:
+        return n
+
+    @app.task(name="exits")
+    def exits() -> None:
+        raise SystemExit(3)
+
+    return app
+
+
+async def test_the_asyncio_worker_runs_tasks_again_after_a_stop(redis_url: str) -> None:
+    app = _app(redis_url)
+    for round_ in range(3):
+        await app.start()
+        final = await app.add_task("echo", round_, timeout=5)
+        assert final is not None and final.returning == round_, round_
+        await app.stop()
+
+
+async def test_a_body_exit_is_the_tasks_error(redis_url: str) -> None:
+    app = _app(redis_url)
+    await app.start()
+    try:
+        final = await app.add_task("exits", timeout=5)
+        assert final is not None and final.status == "error"
+        assert "TaskExitError" in final.traceback and "SystemExit: 3" in final.traceback
+    finally:
+        await app.stop()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 cannot tell whose cancel it was")
+async def test_a_cancelled_inner_task_is_the_tasks_error_not_a_hand_back(redis_url: str) -> None:
+    app = _app(redis_url)
+    runs: list[int] = []
+
+    @app.task(name="inner_cancelled")
+    async def inner_cancelled() -> None:
+        runs.append(1)
+        inner = asyncio.ensure_future(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        inner.cancel()
+        await inner
+
+    await app.start()
+    try:
+        final = await app.add_task("inner_cancelled", timeout=5)
+        assert final is not None and final.status == "error" and runs == [1]
+    finally:
+        await app.stop()
