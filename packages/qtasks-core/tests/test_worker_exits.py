@@ -105,3 +105,28 @@ async def test_a_worker_runs_tasks_again_after_a_stop(harness: Harness) -> None:
         # whose reserved capacity was never given back).
         assert final is not None and final.returning == round_, round_
         await harness.stop()
+
+
+async def test_cancel_of_an_attempt_waiting_for_its_retry_cancels_the_retry(
+    harness: Harness,
+) -> None:
+    runs: list[int] = []
+
+    @harness.task(name="flaky", retry=2, retry_backoff=30)
+    def flaky() -> None:
+        runs.append(1)
+        raise ValueError("first attempt fails")
+
+    await harness.start()
+    first = await harness.add_task("flaky")
+    deadline = asyncio.get_running_loop().time() + 5
+    record = await harness.call("get", first.uuid)
+    while record.status != "retry":  # the attempt's final write, then its retry is queued
+        assert asyncio.get_running_loop().time() < deadline, record.status
+        await asyncio.sleep(0.01)
+        record = await harness.call("get", first.uuid)
+    # Before: 'final', and the retry ran 30 s later.
+    assert await harness.call("cancel", first.uuid, "give up") == "cancelled"
+    final = await harness.call("wait", first.uuid, 5)
+    assert final.status == "cancel" and final.cancel_reason == "give up"
+    assert final.uuid != first.uuid and runs == [1]

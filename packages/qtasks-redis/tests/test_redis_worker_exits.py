@@ -64,3 +64,28 @@ async def test_a_cancelled_inner_task_is_the_tasks_error_not_a_hand_back(redis_u
         assert final is not None and final.status == "error" and runs == [1]
     finally:
         await app.stop()
+
+
+async def test_cancel_of_an_attempt_waiting_for_its_retry_cancels_the_retry(
+    redis_url: str,
+) -> None:
+    app = _app(redis_url)
+    runs: list[int] = []
+
+    @app.task(name="flaky", retry=2, retry_backoff=30)
+    def flaky() -> None:
+        runs.append(1)
+        raise ValueError("first attempt fails")
+
+    await app.start()
+    try:
+        first = await app.add_task("flaky")
+        deadline = asyncio.get_running_loop().time() + 5
+        while (await app.get(first.uuid)).status != "retry":
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert await app.cancel(first.uuid, "give up") == "cancelled"  # the delayed retry
+        final = await app.wait(first.uuid, 5)
+        assert final.status == "cancel" and final.cancel_reason == "give up" and runs == [1]
+    finally:
+        await app.stop()

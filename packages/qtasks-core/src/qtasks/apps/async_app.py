@@ -56,8 +56,9 @@ class QueueTasks(BaseQueueTasks):
     _wait_async = wait
 
     async def cancel(self, uuid: Any, reason: str | None = None) -> str:
-        """Cancel a task: a queued one never starts; a running one is cancelled. Returns
-        'cancelled', 'signalled', 'final' or 'unknown'."""
+        """Cancel a task: a queued one never starts; a running one is cancelled; one waiting for
+        its retry has the retry cancelled. Returns 'cancelled', 'signalled', 'final' or
+        'unknown'."""
         return await run_async(self._cancel_flow(str(uuid), reason))
 
     async def retry(self, uuid: Any) -> Task | None:

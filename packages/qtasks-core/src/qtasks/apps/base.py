@@ -367,7 +367,16 @@ class BaseQueueTasks(TaskRegistrar):
         task_id = stored_id(uuid)
         if task_id is None:
             return "unknown"
-        return (yield from self.broker._cancel_flow(task_id, reason))
+        while True:
+            outcome = yield from self.broker._cancel_flow(task_id, reason)
+            if outcome != "final":
+                return outcome
+            # A failed attempt waiting for its retry is final, but its task is not: the retry
+            # is cancelled, following the links as `wait` does.
+            record = yield from self.broker._get_flow(task_id)
+            if record is None or record.status != "retry" or not record.retry_child_uuid:
+                return outcome
+            task_id = record.retry_child_uuid
 
     def _ping_flow(self, server: bool) -> Flow[bool]:
         global_config = self.broker.storage.global_config

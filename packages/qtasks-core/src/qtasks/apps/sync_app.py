@@ -62,7 +62,8 @@ class QueueTasks(BaseQueueTasks):
 
     def cancel(self, uuid: Any, reason: str | None = None) -> str:
         """Cancel a task: a queued one never starts; a running one is marked and its result
-        discarded. Returns 'cancelled', 'signalled', 'final' or 'unknown'."""
+        discarded; one waiting for its retry has the retry cancelled. Returns 'cancelled',
+        'signalled', 'final' or 'unknown'."""
         return run_sync(self._cancel_flow(str(uuid), reason))
 
     def retry(self, uuid: Any) -> Task | None:
