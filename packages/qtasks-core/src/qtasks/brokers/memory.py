@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from qtasks._drive import Flow, run_async, run_sync
 from qtasks._waiters import AsyncWaiter, ThreadWaiter
 from qtasks.brokers.base import AsyncBroker, BaseBroker, SyncBroker
-from qtasks.memory.store import MemoryStore, get_store
+from qtasks.memory.store import MemoryStore, cancelled_mapping, get_store
 from qtasks.schemas.delivery import DeadEntry, Delivery
 from qtasks.schemas.envelope import Envelope
 from qtasks.schemas.task import Task
@@ -27,15 +27,6 @@ def store_name(name: str, url: str | None) -> str:
         if host:
             return host
     return name
-
-
-def cancelled_mapping(record: dict[str, str], reason: str | None) -> dict[str, str]:
-    out = dict(record)
-    now = repr(time.time())
-    out.update({"status": "cancel", "updated_at": now, "finished_at": now})
-    if reason is not None:
-        out["cancel_reason"] = reason
-    return out
 
 
 class _MemoryBroker(BaseBroker):

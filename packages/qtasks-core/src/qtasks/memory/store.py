@@ -26,6 +26,15 @@ from qtasks.schemas.envelope import Envelope
 FINAL = frozenset({"success", "error", "cancel", "retry"})
 
 
+def cancelled_mapping(record: dict[str, str], reason: str | None) -> dict[str, str]:
+    out = dict(record)
+    now = repr(time.time())
+    out.update({"status": "cancel", "updated_at": now, "finished_at": now})
+    if reason is not None:
+        out["cancel_reason"] = reason
+    return out
+
+
 @dataclass(slots=True)
 class Lease:
     worker: str
@@ -165,6 +174,8 @@ class MemoryStore:
             if lease is None or lease.token != delivery.token:
                 return False
             del self.leases[task_id]
+            if self._cancel_held(task_id):
+                return True
             env = self.pending[task_id]
             record = self.records.get(task_id)
             if record is not None:
@@ -187,6 +198,8 @@ class MemoryStore:
                 if lease.deadline > now:
                     continue
                 del self.leases[task_id]
+                if self._cancel_held(task_id):
+                    continue
                 count = self.recoveries.get(task_id, 0) + 1
                 self.recoveries[task_id] = count
                 env = self.pending[task_id]
@@ -202,6 +215,20 @@ class MemoryStore:
                 recovered.append((task_id, count))
         self._wake_consumers()
         return recovered, dead
+
+    def _cancel_held(self, task_id: str) -> bool:
+        """(Caller holds the lock, the lease is gone) whether the task was asked to cancel
+        while held; if so it ends as cancelled instead of going back to its queue (a stop hands
+        back what its worker holds, the reaper what a dead worker held), as on Redis."""
+        if task_id not in self.cancel_requests:
+            return False
+        reason = self.cancel_requests.pop(task_id)
+        self.pending.pop(task_id, None)
+        self.recoveries.pop(task_id, None)
+        record = self.records.get(task_id)
+        if record is not None:
+            self._write_record(task_id, cancelled_mapping(record, reason), None)
+        return True
 
     def _dead_letter(self, task_id: str, reason: str, sample: str, name: str | None) -> DeadEntry:
         # Caller holds the lock.

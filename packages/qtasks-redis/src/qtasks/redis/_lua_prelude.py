@@ -217,6 +217,18 @@ local function settle_record(I, rec, done, name_key, id, status, ttl_ms, now, ol
   index_record(I, name_key, id, status, settle_ttl(rec, done, status, ttl_ms, now, live), old)
 end
 
+-- A cancelled task's record (status cancel); `flag` as the cancel hash stores it: '0', or '1'
+-- followed by the reason.
+local function cancel_record(I, rec, done, name_key, id, flag, ttl_ms, now)
+  if redis.call('EXISTS', rec) == 0 then return end
+  local s = stamp(now)
+  redis.call('HSET', rec, 'status', 'cancel', 'updated_at', s, 'finished_at', s)
+  if string.sub(flag, 1, 1) == '1' then
+    redis.call('HSET', rec, 'cancel_reason', string.sub(flag, 2))
+  end
+  settle_record(I, rec, done, name_key, id, 'cancel', ttl_ms, now)
+end
+
 -- A dead-lettered task's record: status error with the reason (the worker's traceback, if it
 -- wrote one, is kept).
 local function fail_record(I, rec, done, name_key, id, reason, message, ttl_ms, now)

@@ -317,13 +317,25 @@ end
 return out
 """
 
-# KEYS: 1-6 state, 7 seq, 8 ready, 9 delayed, 10 wake, 11-17 index block, 18 record.
-# ARGV: id, worker, token, eta_ms|''.  -> 1 handed back, 0 lease lost.
+# KEYS: 1-6 state, 7 seq, 8 ready, 9 delayed, 10 wake, 11-17 index block, 18 record, 19 done,
+#       20 name index.
+# ARGV: id, worker, token, eta_ms|'', ttl_ms, has name.
+# -> 1 handed back, 2 finished as cancelled (asked to cancel while held), 0 lease lost.
 REQUEUE = """
 local id = ARGV[1]
 if redis.call('HGET', KEYS[2], id) ~= ARGV[2] .. '\\n' .. ARGV[3] then return 0 end
 allow_oom()
 local now = now_ms()
+local flag = redis.call('HGET', KEYS[6], id)
+if flag then
+  -- A stop hands back what its worker holds; a task asked to cancel meanwhile must not run
+  -- again (REAP does the same for a worker that died).
+  local name_key = false
+  if ARGV[6] == '1' then name_key = KEYS[20] end
+  cancel_record(11, KEYS[18], KEYS[19], name_key, id, flag, tonumber(ARGV[5]), now)
+  forget(id)
+  return 2
+end
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
 local eta = tonumber(ARGV[4])

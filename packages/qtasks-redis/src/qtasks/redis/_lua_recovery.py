@@ -54,14 +54,7 @@ for i = 0, ni - 1 do
     end
     local flagged = redis.call('HGET', KEYS[6], id)
     if flagged then
-      if redis.call('EXISTS', rec) == 1 then
-        local s = stamp(now)
-        redis.call('HSET', rec, 'status', 'cancel', 'updated_at', s, 'finished_at', s)
-        if string.sub(flagged, 1, 1) == '1' then
-          redis.call('HSET', rec, 'cancel_reason', string.sub(flagged, 2))
-        end
-        settle_record(10, rec, done, name_key, id, 'cancel', ttl, now)
-      end
+      cancel_record(10, rec, done, name_key, id, flagged, ttl, now)
       forget(id)
       cancelled[#cancelled + 1] = id
     elseif crashes > max_rec or count > 4 * (max_rec + 1) then
@@ -125,14 +118,9 @@ if redis.call('ZSCORE', KEYS[1], id) then
 end
 if redis.call('HEXISTS', KEYS[3], id) == 1 then
   local now = now_ms()
-  if redis.call('EXISTS', rec) == 1 then
-    local s = stamp(now)
-    redis.call('HSET', rec, 'status', 'cancel', 'updated_at', s, 'finished_at', s)
-    if ARGV[2] == '1' then redis.call('HSET', rec, 'cancel_reason', ARGV[3]) end
-    local name_key = false
-    if ARGV[6] == '1' then name_key = KEYS[18] end
-    settle_record(9, rec, KEYS[17], name_key, id, 'cancel', tonumber(ARGV[4]), now)
-  end
+  local name_key = false
+  if ARGV[6] == '1' then name_key = KEYS[18] end
+  cancel_record(9, rec, KEYS[17], name_key, id, ARGV[2] .. ARGV[3], tonumber(ARGV[4]), now)
   redis.call('ZREM', KEYS[7], id)
   redis.call('ZREM', KEYS[8], id)
   forget(id)

@@ -413,7 +413,7 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
     def _requeue_flow(self, delivery: Delivery, eta: float | None) -> Flow[bool]:
         try:
             reply = yield from persist(
-                self._call(self.protocol.requeue(delivery, eta)),
+                self._call(self.protocol.requeue(delivery, eta, self._ttl_ms())),
                 min(5.0, self.config.lease_timeout),
                 self.flavour.sleep,
                 self._health,

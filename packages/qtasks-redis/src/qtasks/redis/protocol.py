@@ -250,7 +250,7 @@ class Protocol:
             args += (task_id, len(fields), *flat(fields))
         return "UPDATE_MANY", keys, args
 
-    def requeue(self, delivery: Delivery, eta: float | None) -> Call:
+    def requeue(self, delivery: Delivery, eta: float | None, ttl_ms: int) -> Call:
         env = delivery.envelope
         q = env.queue
         keys = [
@@ -261,12 +261,11 @@ class Protocol:
             self.keys.wake(q),
             *self.records.indexes(),
             self.records.record(env.id),
+            self.records.done(env.id),
+            self.records.index_name(env.task) if env.task else self.records.index_all,
         ]
-        return (
-            "REQUEUE",
-            keys,
-            [env.id, delivery.worker_id, delivery.token, "" if eta is None else ms(eta)],
-        )
+        args = [env.id, delivery.worker_id, delivery.token, "" if eta is None else ms(eta)]
+        return "REQUEUE", keys, [*args, ttl_ms, "1" if env.task else "0"]
 
     def reap_scan(self, limit: int) -> Call:
         return "REAP_SCAN", [self.keys.lease, self.keys.meta], [limit]

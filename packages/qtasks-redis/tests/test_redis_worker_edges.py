@@ -1,14 +1,16 @@
-"""A body's `BaseException` and a worker started again after a stop, on Redis (the memory
-broker's tests are in qtasks-core's test_worker_exits.py)."""
+"""Edges of a task's life on Redis (the memory broker's are in qtasks-core's
+test_worker_edges.py): a body's `BaseException`, a worker started again after a stop, cancels
+that meet a retry or a stop."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from typing import Any
 
 import pytest
-from redis_test_support import async_app
+from redis_test_support import async_app, sync_app
 
 
 def _app(redis_url: str) -> Any:
@@ -89,3 +91,41 @@ async def test_cancel_of_an_attempt_waiting_for_its_retry_cancels_the_retry(
         assert final.status == "cancel" and final.cancel_reason == "give up" and runs == [1]
     finally:
         await app.stop()
+
+
+def test_cancelled_tasks_held_by_a_stopping_worker_are_not_handed_back(redis_url: str) -> None:
+    # The sync app: a running sync body cannot be stopped, so the stop hands it back.
+    app = sync_app(redis_url, block_timeout=0.5, max_tasks_process=1, prefetch=2)
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    @app.task(name="stubborn")
+    def stubborn() -> None:
+        runs.append("stubborn")
+        started.set()
+        release.wait(10)
+
+    @app.task(name="later")
+    def later() -> None:
+        runs.append("later")
+
+    running = app.add_task("stubborn")
+    buffered = app.add_task("later")
+    app.start()
+    try:
+        assert started.wait(5)
+        assert app.cancel(running.uuid, "stop it") == "signalled"
+        assert app.cancel(buffered.uuid, None) == "signalled"  # leased, in the buffer
+        app.stop(0.2)
+    finally:
+        release.set()
+    # Before: both went back to the queue as `new` and the next worker ran them.
+    assert app.get(running.uuid).status == "cancel"
+    assert app.get(running.uuid).cancel_reason == "stop it"
+    assert app.get(buffered.uuid).status == "cancel"
+    app.start()
+    try:
+        assert app.add_task("later", timeout=5).status == "success"
+    finally:
+        app.stop()
+    assert runs == ["stubborn", "later"]  # the second "later" is the marker

@@ -1,14 +1,15 @@
-"""What a body's `BaseException` does to its task, and a worker started again after a stop,
-on both app flavours (see conftest.Harness)."""
+"""Edges of a task's life on both app flavours (see conftest.Harness): a body's
+`BaseException`, a worker started again after a stop, cancels that meet a retry or a stop."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 
 import pytest
 
-from qtasks.testing.harness import Harness
+from qtasks.testing.harness import Harness, wait_event
 
 needs_cancelling = pytest.mark.skipif(
     sys.version_info < (3, 11), reason="Python 3.10 cannot tell whose cancel ended a body"
@@ -130,3 +131,62 @@ async def test_cancel_of_an_attempt_waiting_for_its_retry_cancels_the_retry(
     final = await harness.call("wait", first.uuid, 5)
     assert final.status == "cancel" and final.cancel_reason == "give up"
     assert final.uuid != first.uuid and runs == [1]
+
+
+async def test_a_task_cancelled_in_the_prefetch_buffer_is_not_handed_back_at_stop(
+    harness: Harness,
+) -> None:
+    harness.app.config.max_tasks_process = 1
+    harness.app.config.prefetch = 2
+    gate, started = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    @harness.task(name="blocker")
+    def blocker() -> None:
+        started.set()
+        gate.wait(5)
+
+    @harness.task(name="later")
+    def later() -> None:
+        ran.append("later")
+
+    await harness.add_task("blocker")
+    buffered = await harness.add_task("later")
+    await harness.start()
+    await wait_event(started)  # the slot is busy: "later" waits in the buffer, leased
+    assert await harness.call("cancel", buffered.uuid, "not needed") == "signalled"
+    gate.set()
+    await harness.stop()
+    record = await harness.call("get", buffered.uuid)
+    # Before: handed back as `new`, and the next worker ran it.
+    assert record.status == "cancel" and record.cancel_reason == "not needed"
+    await harness.start()
+    marker = await harness.add_task("later", timeout=5)
+    assert marker.status == "success" and ran == ["later"]  # the marker's run only
+
+
+async def test_a_running_task_cancelled_then_stopped_past_the_grace_is_cancelled(
+    harness: Harness,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    harness.cleanups.append(release.set)
+    runs: list[int] = []
+
+    @harness.task(name="stubborn")
+    def stubborn() -> str:
+        runs.append(1)
+        started.set()
+        release.wait(10)  # a sync body cannot be stopped
+        return "late"
+
+    task = await harness.add_task("stubborn")
+    await harness.start()
+    await wait_event(started)
+    assert await harness.call("cancel", task.uuid, "stop it") == "signalled"
+    await harness.stop(0.2)  # the body is still running: its task is handed back...
+    record = await harness.call("get", task.uuid)
+    assert record.status == "cancel" and record.cancel_reason == "stop it"  # ...as cancelled
+    release.set()
+    await harness.start()
+    assert (await harness.call("wait", task.uuid, 1)).status == "cancel"
+    assert runs == [1]
