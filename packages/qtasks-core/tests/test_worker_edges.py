@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from typing import Any
 
 import pytest
 
@@ -190,3 +191,38 @@ async def test_a_running_task_cancelled_then_stopped_past_the_grace_is_cancelled
     await harness.start()
     assert (await harness.call("wait", task.uuid, 1)).status == "cancel"
     assert runs == [1]
+
+
+async def test_echo_context_follows_the_functions_flavour(harness: Harness) -> None:
+    """A sync echo task on the asyncio app and an async one on the sync app (both run on pool
+    threads): `self.ctx` waits as the function does, and a task handle's `add_task` enqueues."""
+    seen: dict[str, object] = {}
+
+    @harness.task(name="child")
+    def child(n: int) -> int:
+        return n + 1
+
+    @harness.task(name="sync_echo", echo=True)
+    def sync_echo(self: Any) -> str:
+        slept = self.ctx.sleep(0.01)  # before: an un-awaited coroutine on the asyncio app
+        own = self.ctx.get_metadata()
+        queued = child.add_task(41)  # before: a coroutine on the asyncio app, never enqueued
+        seen["sync"] = (slept, own.status, queued.status)
+        return str(queued.uuid)
+
+    @harness.task(name="async_echo", echo=True)
+    async def async_echo(self: Any) -> str:
+        await self.ctx.sleep(0.01)  # before: a TypeError on the sync app
+        own = await self.ctx.get_metadata()
+        seen["async"] = own.status
+        return "ok"
+
+    await harness.start()
+    final = await harness.add_task("sync_echo", timeout=5)
+    assert final.status == "success", final.traceback
+    assert seen["sync"] == (None, "process", "new")
+    child_final = await harness.call("wait", final.returning, 5)
+    assert child_final.status == "success" and child_final.returning == 42
+    final = await harness.add_task("async_echo", timeout=5)
+    assert final.status == "success", final.traceback
+    assert seen["async"] == "process"

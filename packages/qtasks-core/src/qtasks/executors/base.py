@@ -70,6 +70,7 @@ class BaseTaskExecutor:
             task_func.generate_handler,
             self.is_async,
             task_broker.attempt,
+            task_func.awaiting,
         )
 
     @abstractmethod

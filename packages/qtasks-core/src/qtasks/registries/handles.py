@@ -6,10 +6,11 @@ Calling a handle does not run the function: `t(1, 2)` is a deferred call (`TaskC
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qtasks.contexts import Context, current_context
+from qtasks.contexts import Context, current_context, run_on_app_loop
 
 if TYPE_CHECKING:
     from qtasks.apps.base import BaseQueueTasks
@@ -100,9 +101,15 @@ class TaskHandle:
         task_name: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        return self._app().add_task(
+        app = self._app()
+        result = app.add_task(
             task_name or self.task_name, *args, priority=priority, timeout=timeout, **kwargs
         )
+        if current_context.get() is not None and inspect.iscoroutine(result):
+            # A sync task body on the asyncio app: the coroutine would never be awaited, and
+            # the child never enqueued.
+            return run_on_app_loop(app, result)
+        return result
 
     def __call__(
         self,
