@@ -226,3 +226,28 @@ async def test_echo_context_follows_the_functions_flavour(harness: Harness) -> N
     final = await harness.add_task("async_echo", timeout=5)
     assert final.status == "success", final.traceback
     assert seen["async"] == "process"
+
+
+async def test_sync_bodies_that_overran_do_not_time_out_the_tasks_after_them(
+    harness: Harness,
+) -> None:
+    harness.app.config.max_tasks_process = 2
+    release = threading.Event()
+    harness.cleanups.append(release.set)
+
+    @harness.task(name="overrun", max_time=0.1)
+    def overrun() -> None:
+        release.wait(10)  # runs on after its timeout: a thread cannot be stopped
+
+    @harness.task(name="quick", max_time=1)
+    def quick() -> str:
+        return "on time"
+
+    await harness.start()
+    for _ in range(2):  # as many as the slots
+        final = await harness.add_task("overrun", timeout=5)
+        assert final.status == "error" and "TaskTimeoutError" in final.traceback
+    # Before, on the asyncio app: both pool threads were held by the overruns, so "quick"
+    # waited for one past its own max_time and never ran.
+    final = await harness.add_task("quick", timeout=5)
+    assert final.status == "success" and final.returning == "on time"

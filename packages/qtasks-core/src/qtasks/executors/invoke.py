@@ -23,7 +23,9 @@ from qtasks.exc import TaskExitError, TaskTimeoutError
 if TYPE_CHECKING:
     from qtasks.registries.definition import TaskExecSchema
 
-_timed_pool = DaemonThreadPool(64, thread_name_prefix="qtasks-timed")
+# Threads are made only when none is idle; the bound is for bodies that overran their
+# `max_time` and run on (they cannot be stopped), so that they hold up no task that is on time.
+_timed_pool = DaemonThreadPool(256, thread_name_prefix="qtasks-timed")
 _local = threading.local()
 
 
@@ -97,6 +99,7 @@ def invoke_sync(
     try:
         return future.result(task.max_time)
     except concurrent.futures.TimeoutError:
+        future.cancel()  # not started yet (every helper thread busy): it must not run later
         raise _timeout_error(task) from None
 
 

@@ -15,6 +15,8 @@ from qtasks.executors.base import AsyncTaskExecutor
 from qtasks.schemas.delivery import Delivery
 from qtasks.workers.base import BaseWorker, Running
 
+ABANDONED_BODIES = 64
+
 
 class AsyncWorker(BaseWorker):
     is_async: ClassVar[bool] = True
@@ -150,8 +152,12 @@ class AsyncWorker(BaseWorker):
         self._context = contextvars.copy_context()
         self._capacity_event = asyncio.Event()
         self._force_event = asyncio.Event()
+        # The slots bound the sync bodies that run for a task; the threads beyond them are for
+        # bodies that timed out or were cancelled and run on (a thread cannot be stopped), so
+        # that they do not hold up, or time out, the tasks after them.
         self.thread_pool = DaemonThreadPool(
-            self.config.max_tasks_process, thread_name_prefix=f"qtasks-{self.name}"
+            self.config.max_tasks_process + ABANDONED_BODIES,
+            thread_name_prefix=f"qtasks-{self.name}",
         )
         await run_async(self._start_flow())
         for number in range(max(1, num_workers)):
