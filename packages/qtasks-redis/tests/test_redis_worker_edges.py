@@ -129,3 +129,18 @@ def test_cancelled_tasks_held_by_a_stopping_worker_are_not_handed_back(redis_url
     finally:
         app.stop()
     assert runs == ["stubborn", "later"]  # the second "later" is the marker
+
+
+def test_an_asyncio_app_serves_one_event_loop_after_another(redis_url: str) -> None:
+    # asyncio.run per call, as scripts and notebooks do: each loop gets its own connections
+    # (before, the second call failed: "Event loop is closed").
+    app = async_app(redis_url)
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        return None
+
+    first = asyncio.run(app.add_task("noop"))
+    second = asyncio.run(app.add_task("noop"))
+    assert asyncio.run(app.get(first.uuid)).status == "new"
+    assert asyncio.run(app.get(second.uuid)).status == "new"

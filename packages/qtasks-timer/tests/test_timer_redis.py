@@ -64,3 +64,22 @@ def test_sync_timer_beside_a_sync_redis_worker(redis_url: str) -> None:
         (status,) = timer.schedules()
     record = app.get(status.last_task_uuid)
     assert record is not None and record.kwargs == {"x": 4}
+
+
+async def test_sync_timer_beside_an_async_redis_worker(redis_url: str) -> None:
+    # The README's "either timer works with either app flavour": the SyncTimer drives the
+    # asyncio app from its own loop thread. Before, the app's client belonged to the app's loop
+    # and the timer's first call failed ("attached to a different loop").
+    app = qtasks.asyncio.QueueTasks(name="timer-redis-mixed", broker_url=redis_url)
+    ran = threading.Event()
+
+    @app.task(name="tick")
+    async def tick() -> None:
+        ran.set()
+
+    timer = SyncTimer(app)
+    timer.add_task("tick", trigger=fast())
+    async with app:
+        with timer:
+            assert await asyncio.to_thread(ran.wait, 5)
+    assert [s.last_run is not None for s in timer.schedules()] == [True]  # after its stop

@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -134,12 +135,35 @@ def _target_of_client(client: Any) -> tuple[Any, ...]:
     return (kw.get("host"), kw.get("port"), kw.get("path"), int(kw.get("db") or 0))
 
 
+class _Bound:
+    """A client and what is made on it: the registered scripts and the write batcher."""
+
+    __slots__ = ("batcher", "client", "scripts")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.scripts: dict[str, Any] = {}
+        self.batcher: Any = None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class RedisConnection:
     """The one client that a broker, its storage and its global config share.
 
     Built lazily from the URL (so the socket timeout comes from the app's config, which the app
     binds after construction), or given (`redis_connect=`, used as is). The component that
     stops last closes an owned client's connections.
+
+    An asyncio client's connections belong to the event loop they were made on, so an owned
+    asyncio client is made per loop: an app used from one `asyncio.run` and then another, or
+    from a `SyncTimer`'s loop thread beside the app's own loop, gets a client of the loop it
+    runs on (a given client is used as is).
     """
 
     def __init__(self, url: str | None, client: Any, is_async: bool) -> None:
@@ -159,51 +183,87 @@ class RedisConnection:
                 )
         self.url = url
         self.is_async = is_async
-        self._client = client
         self.owned = client is None
-        self._scripts: dict[str, Any] = {}
-        self._batcher: Any = None
+        self._per_loop = self.owned and is_async
+        self._bound: _Bound | None = None if client is None else _Bound(client)
+        # Per loop (owned asyncio clients): the loop last used with its client, and the others.
+        self._last: tuple[asyncio.AbstractEventLoop | None, _Bound | None] = (None, None)
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Bound] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
         self._users = 0
 
     def __repr__(self) -> str:
         return f"<RedisConnection {redact_url(self.url)!r}>"
 
-    def client(self, socket_timeout: float) -> Any:
-        if self._client is None:
+    @property
+    def _client(self) -> Any:
+        return None if self._bound is None else self._bound.client
+
+    def _current(self, socket_timeout: float) -> _Bound:
+        if self._per_loop:
+            loop = _running_loop()
+            if loop is not None:
+                last = self._last  # one read: another thread may switch it meanwhile
+                if last[0] is loop and last[1] is not None:
+                    return last[1]
+                return self._switch(loop, socket_timeout)
+        bound = self._bound
+        if bound is None:
             with self._lock:
-                if self._client is None:
+                if self._bound is None:
                     assert self.url is not None
-                    self._client = build_client(self.url, self.is_async, socket_timeout)
-        return self._client
+                    self._bound = _Bound(build_client(self.url, self.is_async, socket_timeout))
+                bound = self._bound
+        return bound
+
+    def _switch(self, loop: asyncio.AbstractEventLoop, socket_timeout: float) -> _Bound:
+        with self._lock:
+            if self._last[0] is None and self._bound is not None:
+                self._by_loop[loop] = self._bound  # made before any loop ran: this one's
+            for closed in [other for other in self._by_loop if other.is_closed()]:
+                del self._by_loop[closed]  # its connections are dead: left to the collector
+            bound = self._by_loop.get(loop)
+            if bound is None:
+                assert self.url is not None
+                bound = _Bound(build_client(self.url, True, socket_timeout))
+                self._by_loop[loop] = bound
+            self._bound = bound
+            self._last = (loop, bound)
+            return bound
+
+    def client(self, socket_timeout: float) -> Any:
+        return self._current(socket_timeout).client
 
     def script(self, socket_timeout: float, name: str) -> Any:
         """A registered script, called as `script(keys, args)`; reloaded after SCRIPT FLUSH or a
         restart. On qtasks' own clients it runs straight on a connection (`_script.py`)."""
-        found = self._scripts.get(name)
+        bound = self._current(socket_timeout)
+        found = bound.scripts.get(name)
         if found is None:
             from qtasks.redis._script import ScriptCall
             from qtasks.redis._wire import AsyncClient, SyncClient
 
-            client = self.client(socket_timeout)
+            client = bound.client
             found = client.register_script(SOURCES[name])
             if isinstance(client, (AsyncClient, SyncClient)):
                 found = ScriptCall(client, found, isinstance(client, AsyncClient))
-            self._scripts[name] = found
+            bound.scripts[name] = found
         return found
 
     def batcher(self, socket_timeout: float) -> Any:
         """The write-behind batcher of worker writes on this client (see `_batch.py`)."""
-        if self._batcher is None:
+        bound = self._current(socket_timeout)
+        if bound.batcher is None:
             from qtasks.redis._batch import SyncBatcher
             from qtasks.redis._batch_async import AsyncBatcher
 
-            client = self.client(socket_timeout)
             with self._lock:
-                if self._batcher is None:
+                if bound.batcher is None:
                     flavour = AsyncBatcher if self.is_async else SyncBatcher
-                    self._batcher = flavour(client, partial(self.script, socket_timeout))
-        return self._batcher
+                    bound.batcher = flavour(bound.client, partial(self.script, socket_timeout))
+        return bound.batcher
 
     def target(self) -> tuple[Any, ...]:
         """(host, port, unix path, db): what must match for scripts to see both key sets."""
