@@ -11,7 +11,13 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from qtasks import QueueTasks
-from qtasks.exc import TaskArgumentsError, TaskOptionError, UnknownTaskError
+from qtasks.exc import (
+    PayloadTooLargeError,
+    SerializationError,
+    TaskArgumentsError,
+    TaskOptionError,
+    UnknownTaskError,
+)
 from qtasks.timer import (
     AsyncTimer,
     DuplicateScheduleError,
@@ -171,3 +177,13 @@ def test_cron_and_date_ticks_are_keyed_by_their_instant() -> None:
     assert tick_slot(DateTrigger(moment), moment) != tick_slot(
         DateTrigger(moment), moment + timedelta(microseconds=1)
     )
+
+
+def test_arguments_that_cannot_be_sent_are_refused_at_add_task(
+    timer: SyncTimer | AsyncTimer,
+) -> None:
+    # Before, each was accepted and every tick then failed to enqueue.
+    with pytest.raises(SerializationError):
+        timer.add_task("report", {"a", "b"}, trigger=IntervalTrigger(seconds=60))
+    with pytest.raises(PayloadTooLargeError):
+        timer.add_task("report", "x" * 2_000_000, trigger=IntervalTrigger(seconds=60))

@@ -30,8 +30,10 @@ def load_app(path: str | None) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CliError(f"cannot import module {module_name!r}: {exc}", EXIT_APP) from None
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's module is "not loaded"
+        raise CliError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}", EXIT_APP
+        ) from None
     try:
         obj: Any = module
         for part in attr.split("."):

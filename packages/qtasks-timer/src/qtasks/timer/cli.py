@@ -28,8 +28,10 @@ def _import(target: str) -> tuple[ModuleType, Any]:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise TimerNotFoundError(f"cannot import module {module_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's module is "not loaded"
+        raise TimerNotFoundError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
     obj: Any = module
     for part in filter(None, attribute.split(".")):
         try:

@@ -22,6 +22,7 @@ from typing import Any
 
 from qtasks._drive import Flow
 from qtasks.exc import TaskOptionError, UnknownTaskError
+from qtasks.schemas.envelope import encode
 from qtasks.schemas.options import check_priority
 from qtasks.timer.errors import DuplicateScheduleError
 from qtasks.timer.executors import executor_only
@@ -139,8 +140,11 @@ class TimerCore(BaseTimer):
                     f"cannot schedule task {name!r}: it is not registered in app "
                     f"{self.app.name!r} (registered: {', '.join(sorted(tasks))})"
                 )
-            return
-        definition.check_arguments(args, kwargs)
+        else:
+            definition.check_arguments(args, kwargs)
+        # Arguments that cannot be sent (not JSON, over the payload cap) would fail every tick.
+        envelope = self.app.broker.make_envelope(name, 0, None, args, kwargs)
+        encode(envelope, self.app.config.max_payload_bytes)
 
     def _activate_running(self, schedule: Schedule) -> None:
         """Register a schedule added while the timer runs."""
