@@ -142,25 +142,22 @@ def test_poisoned_task_leaves_the_dead_letter_set_with_retry(cli: Cli) -> None:
 
 
 def test_errors_are_one_line_with_documented_codes(cli: Cli, tmp_path: Path) -> None:
-    missing = subprocess.run(
-        [sys.executable, "-m", "qtasks", "-A", "nowhere:app", "stats"],
-        cwd=tmp_path,
-        text=True,
-        capture_output=True,
-        timeout=30,
-    )
+    def stats_of(app_path: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "qtasks", "-A", app_path, "stats"],
+            cwd=tmp_path,
+            text=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+    missing = stats_of("nowhere:app")
     assert missing.returncode == 3
     assert missing.stderr.strip().count("\n") == 0 and "nowhere" in missing.stderr
     # A module that fails while it is imported is "could not be loaded" too (it was a
     # traceback and exit 1).
     (tmp_path / "broken.py").write_text("app = {}['missing']\n")
-    broken = subprocess.run(
-        [sys.executable, "-m", "qtasks", "-A", "broken:app", "stats"],
-        cwd=tmp_path,
-        text=True,
-        capture_output=True,
-        timeout=30,
-    )
+    broken = stats_of("broken:app")
     assert broken.returncode == 3 and "KeyError" in broken.stderr
     assert broken.stderr.strip().count("\n") == 0
     no_attr = cli("stats", extra_env={})
