@@ -187,7 +187,7 @@ class RedisConnection:
         self._per_loop = self.owned and is_async
         self._bound: _Bound | None = None if client is None else _Bound(client)
         # Per loop (owned asyncio clients): the loop last used with its client, and the others.
-        self._last: tuple[asyncio.AbstractEventLoop | None, _Bound | None] = (None, None)
+        self._last: tuple[asyncio.AbstractEventLoop | None, _Bound | None, int] = (None, None, 0)
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Bound] = (
             weakref.WeakKeyDictionary()
         )
@@ -203,11 +203,15 @@ class RedisConnection:
 
     def _current(self, socket_timeout: float) -> _Bound:
         if self._per_loop:
+            # The usual case, cheaply: the loop used last is running, in this thread (a thread
+            # runs one loop at a time). Asking asyncio for the running loop costs a getpid()
+            # system call on Python 3.11.
+            last = self._last  # one read: another thread may switch it meanwhile
+            bound = last[1]
+            if bound is not None and last[2] == threading.get_ident() and last[0].is_running():  # type: ignore[union-attr]
+                return bound
             loop = _running_loop()
             if loop is not None:
-                last = self._last  # one read: another thread may switch it meanwhile
-                if last[0] is loop and last[1] is not None:
-                    return last[1]
                 return self._switch(loop, socket_timeout)
         bound = self._bound
         if bound is None:
@@ -230,7 +234,7 @@ class RedisConnection:
                 bound = _Bound(build_client(self.url, True, socket_timeout))
                 self._by_loop[loop] = bound
             self._bound = bound
-            self._last = (loop, bound)
+            self._last = (loop, bound, threading.get_ident())
             return bound
 
     def client(self, socket_timeout: float) -> Any:
