@@ -6,12 +6,16 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
+from datetime import datetime
+from typing import Any
 
 import pytest
 import redis
 from redis_test_support import async_app, sync_app, wait_for
 
-from qtasks.exc import QueueFullError
+from qtasks.configs.memory import SyncMemoryGlobalConfig
+from qtasks.exc import QueueFullError, SerializationError
 from qtasks.redis import AsyncRedisGlobalConfig, SyncRedisGlobalConfig
 
 NO_TTL_FAMILIES = (
@@ -141,6 +145,36 @@ def test_global_config_values_ttls_and_only_new(redis_url: str, admin: redis.Red
     assert config.set_nx("ticks", "t1", 3, ttl=0.3) is True
     config.delete("settings", "limit")
     assert "limit" not in config.get_all("settings")
+
+
+@pytest.mark.parametrize("where", ["memory", "redis"])
+def test_global_config_reads_back_the_same_in_memory_and_in_redis(
+    where: str, redis_url: str
+) -> None:
+    config: Any = (
+        SyncMemoryGlobalConfig(name=f"gc-{uuid.uuid4().hex[:8]}")
+        if where == "memory"
+        else SyncRedisGlobalConfig(name="QueueTasks", url=redis_url)
+    )
+    # Before, the in-memory one returned the objects as given, and Redis their JSON.
+    config.set("s", "pair", (1, 2))
+    assert config.get("s", "pair") == [1, 2]
+    config.set("s", "by_int", {1: "a"})
+    assert config.get("s", "by_int") == {"1": "a"}
+    config.set("s", 7, "seven")
+    assert config.get("s", "7") == "seven"
+    value = {"n": 1}
+    config.set("s", "mutable", value)
+    value["n"] = 2
+    config.get("s", "mutable")["n"] = 99
+    assert config.get("s", "mutable") == {"n": 1}
+    # Before, Redis stored str(value) and the in-memory one the object.
+    for bad in ({1}, b"ab", datetime.now(), float("nan")):
+        with pytest.raises(SerializationError):
+            config.set("s", "bad", bad)
+        with pytest.raises(SerializationError):
+            config.set_nx("s", "bad", bad, ttl=5)
+    assert "bad" not in config.get_all("s")
 
 
 def test_a_config_starts_while_redis_is_out_of_memory(

@@ -1,6 +1,7 @@
 """GlobalConfig interface: settings shared by every process of an app, and its heartbeat.
 
-A conforming global config stores values by `(name, key)`, reads them back as written, offers an
+A conforming global config stores JSON values by `(name, key)` (text names and keys; a value is
+read back as JSON gives it back, a copy, on every backend), offers an
 atomic `set_nx` with a TTL (timers use it so that one tick enqueues once across replicas), keeps a
 `main` running-status entry alive while started (what `app.ping()` checks), and keeps a registry
 of live workers that stats and the web view read.
@@ -9,6 +10,7 @@ of live workers that stats and the web view read.
 from __future__ import annotations
 
 import fnmatch
+import json
 import time
 from abc import abstractmethod
 from functools import partial
@@ -17,6 +19,7 @@ from typing import Any, ClassVar
 from qtasks._drive import Flow, run_async, run_sync
 from qtasks.base.component import Component
 from qtasks.exc import QueueFullError
+from qtasks.schemas.envelope import dumps
 
 STATUS_NAME = "main"
 WORKERS_NAME = "workers"
@@ -50,11 +53,21 @@ class BaseGlobalConfig(Component):
         raise NotImplementedError
 
     # -- shared flows -----------------------------------------------------------------------------
+    @staticmethod
+    def _stored(name: Any, key: Any, value: Any) -> tuple[str, str, Any]:
+        """What every global config keeps: text names and keys, and the value as JSON gives it
+        back (a tuple is a list, a dict's keys are text), so the in-memory one reads back what
+        Redis does. A value JSON cannot carry is a `SerializationError` here, not a string
+        (`str(value)`) in Redis or an object only the in-memory one keeps."""
+        text = dumps(value, f"global config value {name!r}/{key!r}")
+        return str(name), str(key), json.loads(text)
+
     def _set_flow(self, name: str, key: str, value: Any) -> Flow[None]:
         out = yield from self.plugins.global_config(
             "global_config_set", global_config=self, name_=name, key=key, value=value
         )
-        yield partial(self._set, out["name_"], out["key"], out["value"], None, False)
+        stored = self._stored(out["name_"], out["key"], out["value"])
+        yield partial(self._set, *stored, None, False)
 
     def _get_flow(self, key: str, name: str) -> Flow[Any]:
         values = yield partial(self._get_all, key)
@@ -81,7 +94,7 @@ class BaseGlobalConfig(Component):
         return dict(out["get"])
 
     def _set_nx_flow(self, name: str, key: str, value: Any, ttl: float | None) -> Flow[bool]:
-        return bool((yield partial(self._set, name, key, value, ttl, True)))
+        return bool((yield partial(self._set, *self._stored(name, key, value), ttl, True)))
 
     def _delete_flow(self, name: str, key: str) -> Flow[None]:
         yield partial(self._delete, name, key)

@@ -8,6 +8,7 @@ code tested against memory behaves the same against Redis.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import json
@@ -354,11 +355,14 @@ class MemoryStore:
             return True
 
     def kv_get_all(self, name: str) -> dict[str, Any]:
+        """Copies, as Redis' are: a caller that changes what it read changes nothing here."""
         now = time.time()
         with self.lock:
             bucket = self.kv.get(name, {})
             return {
-                k: v for k, v in bucket.items() if self.kv_expires.get((name, k), now + 1) > now
+                k: copy.deepcopy(v)
+                for k, v in bucket.items()
+                if self.kv_expires.get((name, k), now + 1) > now
             }
 
     # -- admin ----------------------------------------------------------------------------------
