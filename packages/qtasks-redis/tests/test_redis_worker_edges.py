@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -144,3 +145,24 @@ def test_an_asyncio_app_serves_one_event_loop_after_another(redis_url: str) -> N
     second = asyncio.run(app.add_task("noop"))
     assert asyncio.run(app.get(first.uuid)).status == "new"
     assert asyncio.run(app.get(second.uuid)).status == "new"
+
+
+async def test_delayed_tasks_start_on_time_not_a_redis_tick_late(redis_url: str) -> None:
+    # Redis ends a BLPOP's timeout on its timer (10 times a second): a worker that blocked
+    # until a task's eta started it 0-100 ms late (50 ms on average).
+    app = _app(redis_url)
+    lateness: list[float] = []
+
+    @app.task(name="due")
+    def due(at: float) -> None:
+        lateness.append(time.time() - at)
+
+    await app.start()
+    try:
+        for step in range(5):
+            at = time.time() + 0.25 + 0.04 * step
+            task = await app.enqueue("due", (at,), eta=at)
+            assert (await app.wait(task.uuid, 5)).status == "success"
+    finally:
+        await app.stop()
+    assert all(-0.005 < late < 0.06 for late in lateness), lateness

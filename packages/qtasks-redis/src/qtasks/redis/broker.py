@@ -6,11 +6,13 @@ the bottom only pick the client kind and the few things that cannot be a flow.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid as uuidlib
 import warnings
 from collections import deque
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from qtasks._drive import Flow
@@ -42,6 +44,19 @@ STREAM_CHUNK = 50
 """Tasks per ENQUEUE call of a bulk enqueue; larger ones are streamed in calls of this size."""
 SPENT_BATCH = 64
 MIN_BLOCK = 0.01
+REDIS_TICK = 0.1
+"""How late Redis may end a blocking command's timeout: it checks them on its timer, ten times a
+second by default (`hz`), so a BLPOP of 0.25 s returns after 0.25-0.35 s."""
+
+
+def _block_until(limit: float, due_in: float) -> float | None:
+    """How long to block on the wake-up lists when idle for `limit` seconds at most and the
+    next delayed task is due in `due_in`: one Redis timer tick short of the due time (a block
+    ends up to a tick late), and not at all in the last tick, which the caller sleeps so the
+    task starts on time. None: do not block."""
+    if due_in < limit:
+        limit = due_in - REDIS_TICK
+    return limit if limit >= MIN_BLOCK else None
 WOKEN_CLAIM_FALLBACK: tuple[type[BaseException], ...] = (*TRANSIENT, NoScriptError)
 """Failures of a BLPOP + CLAIM pair after which the claim is sent alone."""
 
@@ -199,9 +214,8 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
             # token, so this returns at once), never past the next eta. Every claim loop of
             # the worker does so until a claim fills its limit: an enqueue wakes one of them,
             # and a claim that leaves work behind passes the wake-up on.
-            wait = min(timeout, self._block_limit(), max(0.0, drained - time.monotonic()))
-            if wait >= MIN_BLOCK:
-                block = wait
+            due_in = max(0.0, drained - time.monotonic())
+            block = _block_until(min(timeout, self._block_limit()), due_in)
         while True:
             # One claim id per attempt: a re-sent claim (lost reply) gets the same deliveries.
             claim_id = uuidlib.uuid4().hex[:16]
@@ -259,14 +273,14 @@ class _RedisBroker(BrokerAdmin, BaseBroker):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._interrupted:
                 return []
-            wait = min(remaining, self._block_limit())
-            if next_eta >= 0:
-                wait = min(wait, max(0.0, (next_eta - now_ms) / 1000))
-            if wait >= MIN_BLOCK:
-                # Idle: block on the wake-up lists (an enqueue, a requeue or a peer's claim
-                # pushes a token), never longer than the next eta or the socket allows; the
-                # next claim is sent behind the block.
-                block = wait
+            due_in = max(0.0, (next_eta - now_ms) / 1000) if next_eta >= 0 else math.inf
+            # Idle: block on the wake-up lists (an enqueue, a requeue or a peer's claim pushes
+            # a token), never longer than the next eta or the socket allows; the next claim is
+            # sent behind the block.
+            block = _block_until(min(remaining, self._block_limit()), due_in)
+            if block is None and 0 < due_in < REDIS_TICK + MIN_BLOCK:
+                # The last stretch before a task is due: slept here (see `_block_until`).
+                yield partial(self.flavour.sleep, due_in)
 
     def _woken_claim_flow(self, wake_keys: list[str], wait: float, call: Call) -> Flow[Any]:
         """BLPOP on the wake-up lists with the CLAIM pipelined behind it: Redis runs a blocked
