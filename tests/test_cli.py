@@ -114,8 +114,11 @@ def test_worker_add_wait_stats_and_cancel(cli: Cli) -> None:
     cancelled = cli("cancel", uuid, "--reason", "not today")
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     status = cli("status", uuid, "--json")
-    assert json.loads(status.stdout)["status"] == "cancel"
-    assert json.loads(status.stdout)["cancel_reason"] == "not today"
+    record = json.loads(status.stdout)
+    assert record["status"] == "cancel" and record["cancel_reason"] == "not today"
+    # Numbers as numbers, times as epoch seconds (they were the storage's strings).
+    assert record["priority"] == 0 and record["attempt"] == 0 and record["args"] == [5]
+    assert isinstance(record["created_at"], float) and isinstance(record["eta"], float)
     cli.stop_worker(worker)
 
 
@@ -151,6 +154,14 @@ def test_errors_are_one_line_with_documented_codes(cli: Cli, tmp_path: Path) -> 
             timeout=30,
         )
 
+    no_loops = subprocess.run(
+        [sys.executable, "-m", "qtasks", "-A", "nowhere:app", "run", "-l", "0"],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
+    assert no_loops.returncode == 2 and "at least 1" in no_loops.stderr  # was run with 1
     missing = stats_of("nowhere:app")
     assert missing.returncode == 3
     assert missing.stderr.strip().count("\n") == 0 and "nowhere" in missing.stderr

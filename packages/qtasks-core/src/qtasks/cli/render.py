@@ -50,19 +50,32 @@ class Progress:
 
 
 def task_dict(task: Any) -> dict[str, Any]:
-    from qtasks.schemas.task import to_mapping
+    """A record for `--json`: numbers as numbers, times as epoch seconds, absent fields left
+    out (they were the storage's strings: `"priority": "0"`)."""
+    from qtasks.schemas.task import _TIMES, id_text
 
-    mapping = to_mapping(task)
-    skip = ("args", "kwargs", "returning", "extra")
-    out: dict[str, Any] = {k: v for k, v in mapping.items() if k not in skip}
-    out.update(
-        args=list(task.args),
-        kwargs=task.kwargs,
-        returning=task.returning,
-        attempt=str(task.attempt),
-        recoveries=str(task.recoveries),
-        execution_time=task.execution_time,
-    )
+    out: dict[str, Any] = {
+        "status": task.status,
+        "uuid": id_text(task),
+        "priority": task.priority,
+        "task_name": task.task_name,
+        "queue": task.queue,
+        "args": list(task.args),
+        "kwargs": task.kwargs,
+        "returning": task.returning,
+        "attempt": task.attempt,
+        "recoveries": task.recoveries,
+        "execution_time": task.execution_time,
+    }
+    for name in _TIMES:
+        moment = getattr(task, name)
+        if moment is not None:
+            out[name] = moment.timestamp()
+    for name in ("traceback", "worker", "retry", "retry_child_uuid", "retry_parent_uuid"):
+        if getattr(task, name) is not None:
+            out[name] = getattr(task, name)
+    if task.cancel_reason is not None:
+        out["cancel_reason"] = task.cancel_reason
     if task.extra:
         out["extra"] = task.extra
     return out

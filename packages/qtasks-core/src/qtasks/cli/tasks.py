@@ -52,6 +52,13 @@ def banner(app: Any, num_workers: int) -> str:
     return "\n".join(lines)
 
 
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMATS[args.log_format])
     app = load_app(args.app)
@@ -122,7 +129,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     run = sub.add_parser("run", help="run a worker (SIGTERM drains, a second stops at once)")
     run.add_argument("-c", "--concurrency", type=int, help="tasks run at once (max_tasks_process)")
-    run.add_argument("-l", "--loops", type=int, default=1, help="claim loops (num_workers)")
+    run.add_argument(
+        "-l", "--loops", type=_at_least_one, default=1, help="claim loops (num_workers)"
+    )
     run.add_argument("-Q", "--queues", help="comma-separated queues to consume")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", default="text", choices=sorted(LOG_FORMATS))

@@ -57,6 +57,8 @@ def _block_until(limit: float, due_in: float) -> float | None:
     if due_in < limit:
         limit = due_in - REDIS_TICK
     return limit if limit >= MIN_BLOCK else None
+
+
 WOKEN_CLAIM_FALLBACK: tuple[type[BaseException], ...] = (*TRANSIENT, NoScriptError)
 """Failures of a BLPOP + CLAIM pair after which the claim is sent alone."""
 
