@@ -47,6 +47,8 @@ MIN_BLOCK = 0.01
 REDIS_TICK = 0.1
 """How late Redis may end a blocking command's timeout: it checks them on its timer, ten times a
 second by default (`hz`), so a BLPOP of 0.25 s returns after 0.25-0.35 s."""
+WOKEN_CLAIM_FALLBACK: tuple[type[BaseException], ...] = (*TRANSIENT, NoScriptError)
+"""Failures of a BLPOP + CLAIM pair after which the claim is sent alone."""
 
 
 def _block_until(limit: float, due_in: float) -> float | None:
@@ -57,10 +59,6 @@ def _block_until(limit: float, due_in: float) -> float | None:
     if due_in < limit:
         limit = due_in - REDIS_TICK
     return limit if limit >= MIN_BLOCK else None
-
-
-WOKEN_CLAIM_FALLBACK: tuple[type[BaseException], ...] = (*TRANSIENT, NoScriptError)
-"""Failures of a BLPOP + CLAIM pair after which the claim is sent alone."""
 
 
 class _RedisBroker(BrokerAdmin, BaseBroker):
