@@ -73,20 +73,28 @@ async def test_arguments_with_pii_are_scrubbed_by_name(
     harness.app.add_plugin(SentryPlugin())
 
     @harness.task(name="login")
-    def login(user: str, password: str, options: dict[str, Any] | None = None) -> None:
+    def login(
+        user: str, password: str, options: dict[str, Any] | None = None, **extra: Any
+    ) -> None:
         raise PermissionError("no")
 
     await harness.start()
-    queued = await harness.add_task("login", "ada", "hunter2", options={"token": "t0k"})
+    queued = await harness.add_task(
+        "login", "ada", "hunter2", options={"token": "t0k", "db": {"secret": "s3"}}, api_key="k3y"
+    )
     assert (await harness.call("wait", queued.uuid, 5)).status == "error"
     await transport.wait_async(errors)
 
     (event,) = errors(transport)
     arguments = event["contexts"]["qtasks"]["arguments"]
-    assert arguments["user"] == "ada" and arguments["options"] == {"token": "t0k"}
-    # The client's event scrubber (its default denylist) applies to the parameter names.
+    assert arguments["user"] == "ada"
+    # The client's event scrubber (its default denylist) applies to the parameter names, and to
+    # the keys of `**kwargs` and of dict arguments at any depth (before, those were sent).
     assert arguments["password"] != "hunter2"
-    assert "hunter2" not in repr(event["contexts"])
+    assert arguments["options"]["token"] != "t0k" and arguments["options"]["db"]["secret"] != "s3"
+    assert arguments["extra"]["api_key"] != "k3y"
+    for secret in ("hunter2", "t0k", "s3", "k3y"):
+        assert secret not in repr(event["contexts"]), secret
 
 
 async def test_succeeding_task_sends_no_event(harness: Harness, sentry_init: SentryInit) -> None:

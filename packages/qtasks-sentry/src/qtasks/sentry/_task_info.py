@@ -3,7 +3,8 @@
 Arguments follow the rules of sentry-sdk's own queue integrations (Celery, arq, RQ): sent only
 when `data_collection` allows queue data or, without that option, with `send_default_pii`;
 otherwise replaced by `[Filtered]`. When sent, they are keyed by parameter name and go through
-the client's event scrubber, so a `password` argument is scrubbed like a `password` field.
+the client's event scrubber at every depth, so a `password` argument, keyword (`**kwargs`) or
+key of a dict argument is scrubbed like a `password` field.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class TaskInfo:
             arguments = {"args": args, "kwargs": kwargs}
         scrubber = options.get("event_scrubber")
         if scrubber is not None:
-            scrubber.scrub_dict(arguments)
+            _scrub(scrubber, arguments)
         return arguments
 
     def __call__(self, event: Event, hint: Hint) -> Event:
@@ -100,6 +101,18 @@ class TaskInfo:
                 # Group timeouts per task, not per the line the task happened to be on.
                 event["fingerprint"] = ["qtasks", "TaskTimeoutError", self.env.task]
         return event
+
+
+def _scrub(scrubber: Any, value: Any) -> None:
+    """The client's scrubber on every dict at any depth (its own recursion is off by default):
+    a secret may come in `**kwargs` or inside a dict argument as well as in a parameter."""
+    if isinstance(value, dict):
+        scrubber.scrub_dict(value)
+        for item in value.values():
+            _scrub(scrubber, item)
+    elif isinstance(value, list):
+        for item in value:
+            _scrub(scrubber, item)
 
 
 def _may_send_arguments(options: dict[str, Any]) -> bool:
