@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from qtasks import hookimpl
 from qtasks.testing.harness import Harness, wait_event
 
 needs_cancelling = pytest.mark.skipif(
@@ -251,3 +252,41 @@ async def test_sync_bodies_that_overran_do_not_time_out_the_tasks_after_them(
     # waited for one past its own max_time and never ran.
     final = await harness.add_task("quick", timeout=5)
     assert final.status == "success" and final.returning == "on time"
+
+
+async def test_a_cancel_between_a_claim_and_its_hand_over_is_not_lost(harness: Harness) -> None:
+    """A cancel that comes while the claim loop holds a claimed task it has not handed to the
+    worker yet: before, the worker did not know the task and dropped the notice, the task
+    ran, and its final write cleared the broker's cancel flag."""
+    claimed, cancelled = threading.Event(), asyncio.Event()
+    ran: list[int] = []
+
+    @harness.task(name="later")
+    def later() -> None:
+        ran.append(1)
+
+    class HoldTheHandOver:
+        # `worker_add` fires between the claim's reply and the hand-over.
+        if harness.kind == "async":
+
+            @hookimpl
+            async def worker_add(self, task_name: str) -> None:
+                claimed.set()
+                await cancelled.wait()
+        else:
+
+            @hookimpl
+            def worker_add(self, task_name: str) -> None:
+                claimed.set()
+                assert done_cancel.wait(5)
+
+    done_cancel = threading.Event()
+    harness.app.add_plugin(HoldTheHandOver())
+    task = await harness.add_task("later")
+    await harness.start()
+    await wait_event(claimed)
+    assert await harness.call("cancel", task.uuid, "too late?") == "signalled"
+    cancelled.set()
+    done_cancel.set()
+    final = await harness.call("wait", task.uuid, 5)
+    assert final.status == "cancel" and final.cancel_reason == "too late?" and ran == []

@@ -18,6 +18,7 @@ import time
 import traceback
 import uuid as uuidlib
 from abc import abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from qtasks.schemas.delivery import Delivery
 
 TRACEBACK_LIMIT = 16 * 1024
+EARLY_CANCELS = 1024
+"""Cancels kept for tasks not (yet) held: a claim's tasks reach `_accept` after its reply."""
 
 
 def _now() -> datetime:
@@ -96,6 +99,8 @@ class BaseWorker(Component):
         self._writing: set[str] = set()
         self._suspect: str | None = None
         self._cancel_requests: dict[str, str | None] = {}
+        # Cancels of tasks this worker did not hold when they came (see `on_cancel`).
+        self._early_cancels: OrderedDict[str, str | None] = OrderedDict()
         self._forced = False
         self._registry_failing = False
 
@@ -168,6 +173,8 @@ class BaseWorker(Component):
         with self._lock:
             self._reserved = max(0, self._reserved - 1)
             self._leases[env.id] = delivery.token
+            if self._early_cancels and env.id in self._early_cancels:
+                self._cancel_requests[env.id] = self._early_cancels.pop(env.id)
             heapq.heappush(self._buffer, (env.priority, next(self._seq), delivery))
         self._dispatch()
 
@@ -246,6 +253,11 @@ class BaseWorker(Component):
         """Broker notification: a task this worker may hold was cancelled."""
         with self._lock:
             if uuid not in self._leases:
+                # Maybe claimed by this worker and not handed over yet (the claim loop is
+                # between the broker's reply and `_accept`): kept a while for `_accept`.
+                self._early_cancels[uuid] = reason
+                if len(self._early_cancels) > EARLY_CANCELS:
+                    self._early_cancels.popitem(last=False)
                 return
             self._cancel_requests[uuid] = reason
             running = self._active.get(uuid)
