@@ -92,6 +92,24 @@ async def test_failure_sets_status_and_exception(harness: Harness, telemetry: Te
     assert 'raise ValueError("it broke' in str(event_attrs["exception.stacktrace"])
 
 
+async def test_a_huge_message_keeps_the_error_type(harness: Harness, telemetry: Telemetry) -> None:
+    # Before, the record kept the last 16 KiB of the traceback: a longer message lost its
+    # "ValueError:" start, and a line of the message became error.type (a metric label).
+    harness.app.add_plugin(telemetry.plugin())
+
+    @harness.task(name="rows")
+    def rows() -> None:
+        raise ValueError("bad rows: " + ", ".join(f"row{i}" for i in range(3000)))
+
+    await harness.start()
+    queued = await harness.add_task("rows")
+    final = await harness.call("wait", queued.uuid, 5)
+    assert final.status == "error" and "(message cut)" in final.traceback
+    assert 'raise ValueError("bad rows: "' in final.traceback  # the last frame is kept
+    (process,) = telemetry.spans(SpanKind.CONSUMER)
+    assert dict(process.attributes or {})["error.type"] == "ValueError"
+
+
 async def test_each_retry_attempt_is_a_span_of_the_same_trace(
     harness: Harness, telemetry: Telemetry
 ) -> None:

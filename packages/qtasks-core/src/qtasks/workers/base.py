@@ -47,8 +47,20 @@ def _now() -> datetime:
 
 
 def format_error(exc: BaseException) -> str:
+    """The traceback a record keeps, at most about `TRACEBACK_LIMIT` characters. A long one
+    loses its oldest frames; a long message is cut after its start, so the last frame and the
+    `Type: message` line that readers (OpenTelemetry's `error.type`) look for are kept."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return text if len(text) <= TRACEBACK_LIMIT else "...\n" + text[-TRACEBACK_LIMIT:]
+    if len(text) <= TRACEBACK_LIMIT:
+        return text
+    last = "".join(traceback.format_exception_only(type(exc), exc))
+    if not text.endswith(last):  # an exception group prints its members after itself
+        return "...\n" + text[-TRACEBACK_LIMIT:]
+    frames = text[: len(text) - len(last)]
+    if len(last) > TRACEBACK_LIMIT // 4:
+        last = last[: TRACEBACK_LIMIT // 4] + "... (message cut)\n"
+    room = TRACEBACK_LIMIT - len(last)
+    return (frames if len(frames) <= room else "...\n" + frames[-room:]) + last
 
 
 @dataclass
