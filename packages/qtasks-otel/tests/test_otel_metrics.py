@@ -92,3 +92,21 @@ async def test_queued_time_counts_from_eta(harness: Harness, telemetry: Telemetr
     (point,) = telemetry.points("qtasks.task.queued.duration")
     # Waiting for the eta is not time spent queued.
     assert point.count == 1 and point.max < 0.3
+
+
+async def test_sends_count_the_queue_the_caller_named(
+    harness: Harness, telemetry: Telemetry
+) -> None:
+    # Before, `enqueue(queue=...)` was counted under the task's registered queue.
+    harness.app.add_plugin(telemetry.plugin())
+
+    @harness.task(name="job")
+    def job() -> None:
+        return None
+
+    await harness.call("enqueue", "job", queue="other")
+    await harness.add_task("job")
+    sent = by_labels(
+        telemetry.points("messaging.client.sent.messages"), "messaging.destination.name"
+    )
+    assert {queue: p.value for (queue,), p in sent.items()} == {"other": 1, "default": 1}

@@ -64,11 +64,13 @@ def qtasks_add_task_before_broker(
     extra: dict[str, Any],
     headers: dict[str, str],
     eta: float | None,
+    queue: str | None,
 ) -> dict[str, Any] | None:
     """`app.add_task`, after validation and before the broker is called.
 
     Return any of `task_name`, `priority`, `extra`, `args`, `kw`, `headers`, `eta` to replace it.
-    `headers` is where integrations put trace context; every broker carries it.
+    `headers` is where integrations put trace context; every broker carries it. `queue` is the
+    one the caller named (`enqueue(queue=...)`), None for the task's own.
     """
 
 

@@ -189,6 +189,7 @@ class BaseQueueTasks(TaskRegistrar):
                 extra=given[2],
                 headers=given[3],
                 eta=eta,
+                queue=queue,
             )
             task_name, priority, args, kwargs = (
                 values["task_name"],

@@ -106,10 +106,11 @@ class OpenTelemetryPlugin:
         priority: int,
         headers: dict[str, str],
         eta: float | None,
+        queue: str | None,
     ) -> dict[str, Any] | None:
-        definition = qtasks.tasks.get(task_name)
-        # `enqueue(queue=...)` is not visible here; broker_add_after corrects it from the record.
-        queue = definition.queue if definition is not None else "default"
+        if queue is None:  # the task's own
+            definition = qtasks.tasks.get(task_name)
+            queue = definition.queue if definition is not None else "default"
         # The conventions count attempts to send, so this is the place (the retries the
         # worker enqueues are not counted: they are not sent by a producer).
         self._instruments.sent.add(1, self._labels(sc.SEND, queue, task_name))
