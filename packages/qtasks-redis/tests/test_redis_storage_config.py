@@ -110,6 +110,24 @@ def test_listings_counts_and_delete_finished(redis_url: str) -> None:
     assert storage.delete_finished_tasks() == 2
     assert storage.counts() == {"new": 3}
     assert len(storage.get_all()) == 3
+    # Their task name's index too (before, "a" kept both entries: with no TTL, for good).
+    admin = redis.Redis.from_url(redis_url)
+    assert admin.zcard("QueueTasks:idx:name:a") == 0
+
+
+def test_purged_tasks_leave_their_name_index_as_finished(redis_url: str) -> None:
+    app = sync_app(redis_url)
+    broker, storage = app.broker, app.broker.storage
+    broker.add_many([broker.make_envelope("work", args=[i]) for i in range(3)])
+    assert broker.purge_queue("default") == 3
+    (later,) = broker.add_many([broker.make_envelope("work", args=[9])])
+    (delivery,) = broker.claim("w", 1, 0.1, ["default"])
+    assert broker.remove_finished_task(delivery, storage.get(later.uuid).evolve(status="success"))
+    # Finished records are listed most recently finished first: the later success before the
+    # purged (cancelled) ones. Before, those kept a live score in the name index, and were
+    # listed first, as running, until their records expired (and counted after that).
+    listed = storage.list(task_name="work")
+    assert [t.status for t in listed] == ["success", "cancel", "cancel", "cancel"]
 
 
 def test_an_update_never_reopens_a_final_record(redis_url: str) -> None:

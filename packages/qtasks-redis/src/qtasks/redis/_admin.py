@@ -10,7 +10,7 @@ from qtasks.memory.store import envelope_from_record
 from qtasks.redis._component import RedisComponent
 from qtasks.redis.connection import guarded, pipeline_step, text
 from qtasks.redis.keys import BrokerKeys
-from qtasks.redis.protocol import Protocol, parse_dead_info
+from qtasks.redis.protocol import Protocol, parse_dead_info, parse_meta
 from qtasks.schemas.delivery import DeadEntry
 from qtasks.schemas.envelope import encode
 
@@ -88,6 +88,10 @@ class BrokerAdmin(RedisComponent):
             ids = [text(x) for x in (*ready, *delayed)]
             if not ids:
                 return int(removed)
+            # Their task names, for the per-name index the records leave (the script forgets
+            # the meta with the queue entry).
+            metas = yield partial(self.client.hmget, self.keys.meta, ids)
+            names = [None if (m := parse_meta(meta)) is None else m[2] for meta in metas]
             removed += yield self._call(
-                self.protocol.purge_queue(queue, ids, self._ttl_ms(), "purged")
+                self.protocol.purge_queue(queue, ids, names, self._ttl_ms(), "purged")
             )

@@ -73,22 +73,21 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
-# KEYS: 1-6 state, 7 ready, 8 delayed, 9-15 index block, then (record, done) per id.
-# ARGV: ttl_ms, reason, ids...  -> tasks removed (still queued: a claimed one is left alone).
+# KEYS: 1-6 state, 7 ready, 8 delayed, 9-15 index block, then (record, done, name index) per id.
+# ARGV: ttl_ms, reason, then per id: id, has name.
+# -> tasks removed (still queued: a claimed one is left alone).
 PURGE_QUEUE = """
 local now = now_ms()
-local s = stamp(now)
 local n = 0
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local rec, done = KEYS[16 + 2 * (i - 3)], KEYS[17 + 2 * (i - 3)]
+for j = 0, (#ARGV - 2) / 2 - 1 do
+  local id = ARGV[3 + 2 * j]
+  local rec, done = KEYS[16 + 3 * j], KEYS[17 + 3 * j]
+  local name_key = false
+  if ARGV[4 + 2 * j] == '1' then name_key = KEYS[18 + 3 * j] end
   if redis.call('ZREM', KEYS[7], id) + redis.call('ZREM', KEYS[8], id) > 0 then
     forget(id)
-    if redis.call('EXISTS', rec) == 1 then
-      redis.call('HSET', rec, 'status', 'cancel', 'cancel_reason', ARGV[2], 'updated_at', s,
-                 'finished_at', s)
-      settle_record(9, rec, done, false, id, 'cancel', tonumber(ARGV[1]), now)
-    end
+    -- Its name index too: a live score left there listed it as running for good.
+    cancel_record(9, rec, done, name_key, id, '1' .. ARGV[2], tonumber(ARGV[1]), now)
     n = n + 1
   end
 end

@@ -435,16 +435,24 @@ class Protocol:
             [] if task_id is None else [task_id],
         )
 
-    def purge_queue(self, queue: str, ids: list[str], ttl_ms: int, reason: str) -> Call:
+    def purge_queue(
+        self, queue: str, ids: list[str], names: list[str | None], ttl_ms: int, reason: str
+    ) -> Call:
         keys = [
             *self.keys.task_state(),
             self.keys.ready(queue),
             self.keys.delayed(queue),
             *self.records.indexes(),
         ]
-        for task_id in ids:
-            keys += (self.records.record(task_id), self.records.done(task_id))
-        return "PURGE_QUEUE", keys, [ttl_ms, reason, *ids]
+        args: list[Any] = [ttl_ms, reason]
+        for task_id, name in zip(ids, names, strict=True):
+            keys += (
+                self.records.record(task_id),
+                self.records.done(task_id),
+                self.records.index_name(name) if name else self.records.index_all,
+            )
+            args += (task_id, "1" if name else "0")
+        return "PURGE_QUEUE", keys, args
 
     # -- storage ----------------------------------------------------------------------------
     def put(self, task_id: str, mapping: dict[str, str], ttl_ms: int) -> Call:

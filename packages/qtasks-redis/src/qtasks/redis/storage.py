@@ -245,6 +245,14 @@ class RedisStorageBase(RedisComponent, BaseStorage):
                 ids = [text(x) for x in (yield partial(client.zrange, index, 0, PAGE - 1))]
                 if not ids:
                     break
+                # Their names first: each record is in its task name's index too.
+                names = yield pipeline_step(
+                    client, [("hget", (keys.record(i), "task_name")) for i in ids]
+                )
+                by_name: dict[str, list[str]] = {}
+                for task_id, name in zip(ids, names, strict=True):
+                    if name is not None:
+                        by_name.setdefault(text(name), []).append(task_id)
                 commands: list[tuple[str, tuple[Any, ...]]] = [
                     ("delete", (keys.record(i),)) for i in ids
                 ]
@@ -252,6 +260,9 @@ class RedisStorageBase(RedisComponent, BaseStorage):
                     ("delete", tuple(keys.done(i) for i in ids)),
                     ("zrem", (index, *ids)),
                     ("zrem", (keys.index_all, *ids)),
+                ]
+                commands += [
+                    ("zrem", (keys.index_name(name), *members)) for name, members in by_name.items()
                 ]
                 replies = yield pipeline_step(client, commands)
                 deleted += sum(int(r) for r in replies[: len(ids)])
