@@ -290,3 +290,25 @@ async def test_a_cancel_between_a_claim_and_its_hand_over_is_not_lost(harness: H
     done_cancel.set()
     final = await harness.call("wait", task.uuid, 5)
     assert final.status == "cancel" and final.cancel_reason == "too late?" and ran == []
+
+
+async def test_retrying_a_failed_record_twice_runs_it_once_more(harness: Harness) -> None:
+    runs: list[int] = []
+
+    @harness.task(name="flaky")
+    def flaky() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise ValueError("first run fails")
+
+    await harness.start()
+    failed = await harness.add_task("flaky", timeout=5)
+    assert failed.status == "error"
+    first = await harness.call("retry", failed.uuid)
+    second = await harness.call("retry", failed.uuid)  # a double click, a second operator
+    # Before: two new tasks, two more runs.
+    assert first.uuid == second.uuid
+    assert (await harness.call("wait", first.uuid, 5)).status == "success"
+    assert (await harness.call("retry", failed.uuid)).uuid == first.uuid
+    assert (await harness.call("get", first.uuid)).status == "success"  # not enqueued again
+    assert len(runs) == 2

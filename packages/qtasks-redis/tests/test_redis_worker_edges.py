@@ -166,3 +166,18 @@ async def test_delayed_tasks_start_on_time_not_a_redis_tick_late(redis_url: str)
     finally:
         await app.stop()
     assert all(-0.005 < late < 0.06 for late in lateness), lateness
+
+
+async def test_retrying_a_failed_record_twice_enqueues_once(redis_url: str) -> None:
+    app = _app(redis_url)
+    await app.start()
+    try:
+        failed = await app.add_task("exits", timeout=5)
+        assert failed.status == "error"
+        first, second = await app.retry(failed.uuid), await app.retry(failed.uuid)
+        assert first.uuid == second.uuid  # before: two tasks
+        assert (await app.wait(first.uuid, 5)).status == "error"
+        assert (await app.retry(failed.uuid)).uuid == first.uuid
+        assert (await app.get(first.uuid)).status == "error"  # not enqueued again
+    finally:
+        await app.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
@@ -32,6 +33,9 @@ from qtasks.schemas.options import (
 )
 from qtasks.schemas.task import Task, storable_text, stored_id
 from qtasks.workers.base import BaseWorker
+
+# The ids of manual retries (`app.retry`), made from the retried record's.
+_RETRY_IDS = uuidlib.UUID("6f1c2f5e-0b7a-4d59-9a43-7a1e2b8c4d10")
 
 try:
     __version__ = version("qtasks-core")
@@ -337,7 +341,9 @@ class BaseQueueTasks(TaskRegistrar):
     def _retry_flow(self, uuid: str) -> Flow[Task | None]:
         """Run a failed, cancelled or dead-lettered task again. A dead letter goes back to its
         queue under its own id; a finished record is re-enqueued as a new task linked to it
-        (`extra["retried_from"]`). None when there is nothing to retry."""
+        (`extra["retried_from"]`), whose id is made from the record's, so that retrying it
+        again (a double click, two operators) is the same task, enqueued once. None when there
+        is nothing to retry."""
         if stored_id(uuid) is None:
             return None
         try:
@@ -355,6 +361,7 @@ class BaseQueueTasks(TaskRegistrar):
             {**record.extra, "retried_from": str(uuid)},
             record.args,
             record.kwargs,
+            uuid=str(uuidlib.uuid5(_RETRY_IDS, str(record.uuid))),
             queue=record.queue,
         )
         return (yield from self.broker._add_flow(env))
