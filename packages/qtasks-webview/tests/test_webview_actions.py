@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
+import redis
 from starlette.testclient import TestClient
 from webview_support import Filled, fill
-from webview_worker_app import APP_NAME
+from webview_worker_app import APP_NAME, build
 
 from qtasks.testing.redis_server import RedisServer
 from qtasks.webview import Settings, Target, create_app
@@ -157,3 +159,33 @@ def test_read_only_mode_refuses_actions_and_hides_them(
         assert response.status_code == 403 and "read-only" in response.json()["error"]
         page = client.get(f"/tasks/{filled.errors[1]}").text
         assert "Retry</button>" not in page and "read-only" in page
+
+
+def test_a_dead_letter_that_never_was_a_task_can_be_purged(secret_redis: RedisServer) -> None:
+    # A queue entry without a payload is dead-lettered under its own id, which need not be a
+    # uuid. Before, its Purge and Retry buttons answered 400 ("not a task uuid").
+    name = "webview-dead-ids"
+    admin = redis.Redis.from_url(secret_redis.url)
+    admin.zadd(f"{name}:q:default", {"legacy-id-42": 0})
+    admin.sadd(f"{name}:queues", "default")
+    worker_app = build(secret_redis.url, name=name)
+
+    async def drain() -> None:
+        async with worker_app:
+            for _ in range(200):
+                if [e.uuid for e in await worker_app.broker.list_dead()] == ["legacy-id-42"]:
+                    return
+                await asyncio.sleep(0.02)
+        raise AssertionError("the entry was not dead-lettered")
+
+    asyncio.run(drain())
+    with TestClient(create_app(Target(name, secret_redis.url), Settings()), base_url=BASE) as web:
+        headers = {"X-CSRF-Token": web.get("/api/csrf").json()["csrf_token"]}
+        assert 'action="/api/dead/legacy-id-42/purge"' in web.get("/dead").text
+        retried = web.post("/api/dead/legacy-id-42/retry", headers=headers)
+        assert retried.status_code == 409  # nothing to run: it has no payload
+        purged = web.post("/api/dead/legacy-id-42/purge", headers=headers)
+        assert purged.status_code == 200 and purged.json()["purged"] == 1
+        assert web.get("/api/dead").json()["total"] == 0
+        control = web.post("/api/dead/bad%0Aid/purge", headers=headers)
+        assert control.status_code == 400  # not text an id could be

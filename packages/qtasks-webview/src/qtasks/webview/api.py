@@ -24,6 +24,9 @@ Outcome = tuple[dict[str, Any], int, str | None]
 """(JSON body, status, where a form goes next or None for `next`)."""
 
 
+MAX_DEAD_ID = 512
+
+
 def source_of(request: Request) -> Source:
     source: Source = request.app.state.source
     return source
@@ -38,6 +41,18 @@ def _uuid_param(request: Request) -> str:
     if uuid is None:
         raise BadRequest("not a task uuid")
     return uuid
+
+
+def _dead_id_param(request: Request) -> str:
+    """A dead letter's id: a task uuid, or whatever id an entry that never became a task had
+    (an undecodable message, a queue entry without payload), which the dead page lists too."""
+    text = str(request.path_params["uuid"])
+    uuid = exact_uuid(text)
+    if uuid is not None:
+        return uuid
+    if not text or len(text) > MAX_DEAD_ID or not text.isprintable():
+        raise BadRequest("not a dead-letter id")
+    return text
 
 
 async def overview(request: Request) -> Response:
@@ -139,7 +154,9 @@ async def cancel(request: Request) -> Response:
 
 
 async def retry(request: Request) -> Response:
-    uuid = _uuid_param(request)
+    # The dead page's retry takes any dead letter's id; the task page's a task uuid.
+    dead = request.url.path.startswith("/api/dead/")
+    uuid = _dead_id_param(request) if dead else _uuid_param(request)
 
     async def run(fields: dict[str, str]) -> Outcome:
         follow = await source_of(request).retry(uuid)
@@ -160,7 +177,7 @@ async def retry(request: Request) -> Response:
 
 
 async def purge_dead_one(request: Request) -> Response:
-    uuid = _uuid_param(request)
+    uuid = _dead_id_param(request)
 
     async def run(_: dict[str, str]) -> Outcome:
         removed = await source_of(request).purge_dead(uuid)
