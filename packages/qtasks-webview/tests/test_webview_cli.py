@@ -116,6 +116,18 @@ def test_unreachable_redis_exits_4_with_the_url_masked(
     assert CANARY not in err
 
 
+def test_a_malformed_redis_url_is_a_usage_error_with_the_url_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from qtasks.webview.cli import main
+
+    # Before: redis-py's ValueError as a traceback, exit 1.
+    assert main(["--redis-url", f"redis://:{CANARY}@127.0.0.1:99999/0", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "not a usable Redis URL: redis://:***@" in err and CANARY not in err
+    assert err.strip().count("\n") == 0
+
+
 def test_web_needs_a_redis_app(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from qtasks._discovery import redact_url
 from qtasks.webview.settings import (
@@ -137,7 +138,15 @@ def check_redis(target: Target) -> None:
     """Fail at start, with the URL masked, rather than serve pages that all say 503."""
     import redis
 
-    client = redis.Redis.from_url(target.url, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        client = redis.Redis.from_url(target.url, socket_timeout=3, socket_connect_timeout=3)
+    except ValueError as exc:  # redis-py's own check: a bad port or scheme, ...
+        detail, secret = str(exc), urlsplit(target.url).password
+        if secret and secret in detail:  # its detail may quote the URL
+            detail = "refused by redis-py"
+        raise WebviewError(
+            f"not a usable Redis URL: {redact_url(target.url)} ({detail})", EXIT_USAGE
+        ) from None
     try:
         client.ping()
     except redis.RedisError as exc:
