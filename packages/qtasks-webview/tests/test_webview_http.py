@@ -232,3 +232,25 @@ def test_scans_stop_at_their_bound_and_say_so(secret_redis: RedisServer, filled:
         )
         # An index-backed listing has no bound: every page is one range read.
         assert client.get("/api/tasks?status=success").json()["total"] == 6
+
+
+def test_the_task_list_page_reads_names_not_whole_records(secret_redis: RedisServer) -> None:
+    # The filter's name suggestions come from the newest records: before, each was read whole,
+    # results included (a page of one row read every large result of the last 200 tasks).
+    import redis
+
+    from qtasks import QueueTasks
+
+    name = "webview-big-results"
+    big = '"' + "x" * 100_000 + '"'  # a JSON text result of 100 KB
+    app = QueueTasks(name=name, broker_url=secret_redis.url)
+    for _ in range(20):
+        task = app.add_task("report")
+        app.broker.storage.update(name=str(task.uuid), mapping={"returning": big})
+    admin = redis.Redis.from_url(secret_redis.url)
+    with TestClient(create_app(Target(name, secret_redis.url), Settings()), base_url=BASE) as web:
+        before = admin.info("stats")["total_net_output_bytes"]
+        page = web.get("/tasks?limit=1")
+        sent = admin.info("stats")["total_net_output_bytes"] - before
+    assert page.status_code == 200 and "report" in page.text
+    assert sent < 500_000, sent  # one row of 100 KB and the names; 2 MB before
