@@ -312,3 +312,48 @@ async def test_retrying_a_failed_record_twice_runs_it_once_more(harness: Harness
     assert (await harness.call("retry", failed.uuid)).uuid == first.uuid
     assert (await harness.call("get", first.uuid)).status == "success"  # not enqueued again
     assert len(runs) == 2
+
+
+async def test_cancelled_and_purged_records_expire_like_finished_ones(harness: Harness) -> None:
+    # The in-memory store kept them for good (Redis gives them `result_ttl`).
+    harness.app.config.result_ttl = 0.2
+
+    @harness.task(name="never")
+    def never() -> None:
+        return None
+
+    cancelled = await harness.add_task("never")
+    purged = await harness.add_task("never")
+    assert await harness.call("cancel", cancelled.uuid) == "cancelled"
+    assert await harness.call_on(harness.app.broker, "purge_queue", "default") == 1
+    assert (await harness.call("get", purged.uuid)).status == "cancel"
+    deadline = asyncio.get_running_loop().time() + 5
+    while await harness.call("get", cancelled.uuid) or await harness.call("get", purged.uuid):
+        assert asyncio.get_running_loop().time() < deadline, "records did not expire"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_dead_letter_whose_record_expired_stays_when_its_retry_fails(
+    harness: Harness,
+) -> None:
+    from qtasks import QueueTasks
+
+    harness.app.config.result_ttl = 0.2
+    name = harness.app.name
+    producer = QueueTasks(name=name, broker_url=f"memory://{name}")  # the same store
+
+    @producer.task(name="elsewhere")
+    def elsewhere() -> None:
+        return None
+
+    task = producer.add_task("elsewhere")  # this worker does not know it: dead-lettered
+    await harness.start()
+    deadline = asyncio.get_running_loop().time() + 5
+    while await harness.call("get", task.uuid) is not None:  # dead-lettered, then expired
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    broker = harness.app.broker
+    assert [e.uuid for e in await harness.call_on(broker, "list_dead")] == [str(task.uuid)]
+    assert await harness.call_on(broker, "retry_dead", str(task.uuid)) is False
+    # Before, the in-memory store dropped the dead letter anyway (Redis keeps it).
+    assert [e.uuid for e in await harness.call_on(broker, "list_dead")] == [str(task.uuid)]

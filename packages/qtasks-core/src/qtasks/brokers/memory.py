@@ -67,18 +67,20 @@ class _MemoryBroker(BaseBroker):
         return self.store.finish(delivery, mapping, self.config.result_ttl)
 
     def _requeue(self, delivery: Delivery, eta: float | None) -> bool:
-        return self.store.requeue(delivery, eta)
+        return self.store.requeue(delivery, eta, self.config.result_ttl)
 
     def _reap(self) -> tuple[list[tuple[str, int]], list[DeadEntry]]:
-        return self.store.reap(self.config.max_recoveries)
+        return self.store.reap(self.config.max_recoveries, self.config.result_ttl)
 
     def _cancel(self, uuid: str, reason: str | None) -> str:
-        return self.store.cancel(uuid, reason, partial(cancelled_mapping, reason=reason))
+        return self.store.cancel(
+            uuid, reason, partial(cancelled_mapping, reason=reason), self.config.result_ttl
+        )
 
     def _dead_letter(
         self, delivery: Delivery, reason: str, sample: str, mapping: dict[str, str] | None
     ) -> bool:
-        return self.store.dead_letter(delivery, reason, sample, mapping)
+        return self.store.dead_letter(delivery, reason, sample, mapping, self.config.result_ttl)
 
     def _flush(self) -> None:
         self.store.flush()
@@ -114,7 +116,9 @@ class _MemoryBroker(BaseBroker):
         return self.store.purge_dead(uuid)
 
     def _purge_queue(self, queue: str) -> int:
-        return self.store.purge_queue(queue, partial(cancelled_mapping, reason="purged"))
+        return self.store.purge_queue(
+            queue, partial(cancelled_mapping, reason="purged"), self.config.result_ttl
+        )
 
 
 class SyncMemoryBroker(_MemoryBroker, SyncBroker):

@@ -167,7 +167,9 @@ class MemoryStore:
             self.finished.append(time.time())
         return True
 
-    def requeue(self, delivery: Delivery, eta: float | None = None) -> bool:
+    def requeue(
+        self, delivery: Delivery, eta: float | None = None, ttl: float | None = None
+    ) -> bool:
         """Hand back an unstarted or interrupted task (no recovery counted)."""
         task_id = delivery.envelope.id
         with self.lock:
@@ -175,7 +177,7 @@ class MemoryStore:
             if lease is None or lease.token != delivery.token:
                 return False
             del self.leases[task_id]
-            if self._cancel_held(task_id):
+            if self._cancel_held(task_id, ttl):
                 return True
             env = self.pending[task_id]
             record = self.records.get(task_id)
@@ -189,7 +191,9 @@ class MemoryStore:
         self._wake_consumers()
         return True
 
-    def reap(self, max_recoveries: int) -> tuple[list[tuple[str, int]], list[DeadEntry]]:
+    def reap(
+        self, max_recoveries: int, ttl: float | None = None
+    ) -> tuple[list[tuple[str, int]], list[DeadEntry]]:
         """Return lapsed leases to the queue; past `max_recoveries`, dead-letter as poison."""
         now = time.time()
         recovered: list[tuple[str, int]] = []
@@ -199,13 +203,13 @@ class MemoryStore:
                 if lease.deadline > now:
                     continue
                 del self.leases[task_id]
-                if self._cancel_held(task_id):
+                if self._cancel_held(task_id, ttl):
                     continue
                 count = self.recoveries.get(task_id, 0) + 1
                 self.recoveries[task_id] = count
                 env = self.pending[task_id]
                 if count > max_recoveries:
-                    entry = self._dead_letter(task_id, "poison", env.task, env.task)
+                    entry = self._dead_letter(task_id, "poison", env.task, env.task, ttl)
                     dead.append(entry)
                     continue
                 record = self.records.get(task_id)
@@ -217,7 +221,7 @@ class MemoryStore:
         self._wake_consumers()
         return recovered, dead
 
-    def _cancel_held(self, task_id: str) -> bool:
+    def _cancel_held(self, task_id: str, ttl: float | None) -> bool:
         """(Caller holds the lock, the lease is gone) whether the task was asked to cancel
         while held; if so it ends as cancelled instead of going back to its queue (a stop hands
         back what its worker holds, the reaper what a dead worker held), as on Redis."""
@@ -228,11 +232,14 @@ class MemoryStore:
         self.recoveries.pop(task_id, None)
         record = self.records.get(task_id)
         if record is not None:
-            self._write_record(task_id, cancelled_mapping(record, reason), None)
+            self._write_record(task_id, cancelled_mapping(record, reason), ttl)
         return True
 
-    def _dead_letter(self, task_id: str, reason: str, sample: str, name: str | None) -> DeadEntry:
-        # Caller holds the lock.
+    def _dead_letter(
+        self, task_id: str, reason: str, sample: str, name: str | None, ttl: float | None
+    ) -> DeadEntry:
+        # Caller holds the lock. The record ends as `error`, kept for `ttl` like any final
+        # record; the dead letter itself stays until retried or purged.
         entry = DeadEntry(task_id, reason, sample, time.time(), name)
         self.dead[task_id] = entry
         self.pending.pop(task_id, None)
@@ -243,11 +250,18 @@ class MemoryStore:
             record.update(
                 {"status": "error", "dead_reason": reason, "updated_at": repr(time.time())}
             )
+            if ttl is not None:
+                self.expires[task_id] = time.time() + ttl
             self._notify_record(task_id)
         return entry
 
     def dead_letter(
-        self, delivery: Delivery, reason: str, sample: str, mapping: dict[str, str] | None
+        self,
+        delivery: Delivery,
+        reason: str,
+        sample: str,
+        mapping: dict[str, str] | None,
+        ttl: float | None = None,
     ) -> bool:
         task_id = delivery.envelope.id
         with self.lock:
@@ -256,7 +270,7 @@ class MemoryStore:
                 return False
             if mapping is not None:
                 self.records[task_id] = mapping
-            self._dead_letter(task_id, reason, sample, delivery.envelope.task)
+            self._dead_letter(task_id, reason, sample, delivery.envelope.task, ttl)
         return True
 
     # -- records --------------------------------------------------------------------------------
@@ -315,6 +329,7 @@ class MemoryStore:
         task_id: str,
         reason: str | None,
         mapping_for_cancel: Callable[[dict[str, str]], dict[str, str]],
+        ttl: float | None = None,
     ) -> str:
         """`cancelled` (was queued: never starts), `signalled` (running: workers told), or
         `final`/`unknown`."""
@@ -326,7 +341,7 @@ class MemoryStore:
             elif task_id in self.pending:
                 del self.pending[task_id]  # its heap entry is dropped lazily at claim
                 record = self.records.get(task_id, {})
-                self._write_record(task_id, mapping_for_cancel(record), None)
+                self._write_record(task_id, mapping_for_cancel(record), ttl)
                 return "cancelled"
             else:
                 return "final" if task_id in self.records else "unknown"
@@ -398,10 +413,10 @@ class MemoryStore:
 
     def retry_dead(self, task_id: str) -> bool:
         with self.lock:
-            entry = self.dead.pop(task_id, None)
             record = self.records.get(task_id)
-            if entry is None or record is None:
-                return False
+            if task_id not in self.dead or record is None:
+                return False  # nothing to run it from: the dead letter stays, as on Redis
+            del self.dead[task_id]
             env = envelope_from_record(task_id, record)
             self.pending[task_id] = env
             self.recoveries.pop(task_id, None)
@@ -422,7 +437,10 @@ class MemoryStore:
             return 1 if self.dead.pop(task_id, None) is not None else 0
 
     def purge_queue(
-        self, queue: str, mapping_for_cancel: Callable[[dict[str, str]], dict[str, str]]
+        self,
+        queue: str,
+        mapping_for_cancel: Callable[[dict[str, str]], dict[str, str]],
+        ttl: float | None = None,
     ) -> int:
         with self.lock:
             doomed = [
@@ -431,7 +449,7 @@ class MemoryStore:
             for task_id in doomed:
                 del self.pending[task_id]
                 record = self.records.get(task_id, {})
-                self._write_record(task_id, mapping_for_cancel(record), None)
+                self._write_record(task_id, mapping_for_cancel(record), ttl)
             return len(doomed)
 
     def flush(self) -> None:
