@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from qtasks import QueueTasks
-from qtasks.apps.base import BaseQueueTasks
+from qtasks.apps.base import BaseQueueTasks, on_app_created
 from qtasks.otel import OpenTelemetryPlugin, QtasksInstrumentor
 
 Telemetry = Any  # the conftest fixture's type
@@ -50,10 +50,20 @@ def test_instrument_and_uninstrument(
         assert app.add_task("noop", timeout=5).status == "success"
     assert len(telemetry.spans(SpanKind.CONSUMER)) == 1
 
-    instrumentor.uninstrument()
-    assert not instrumentor.is_instrumented_by_opentelemetry
-    assert plugins_of(app) == []
-    assert plugins_of(QueueTasks(name="otel-after", broker_url="memory://otel-after")) == []
+    # Another integration that equips every app, hooked in after the instrumentor.
+    equipped: list[str] = []
+    stop_other = on_app_created(lambda made: equipped.append(made.name))
+    try:
+        instrumentor.uninstrument()
+        assert not instrumentor.is_instrumented_by_opentelemetry
+        assert plugins_of(app) == []
+        # The producer-span helper went too (before, it stayed registered).
+        assert not [p for p in app.plugins.pm.get_plugins() if type(p).__name__ == "SendSpans"]
+        assert plugins_of(QueueTasks(name="otel-after", broker_url="memory://otel-after")) == []
+        # Before, uninstrument() put back the `__init__` it had wrapped, undoing the other's.
+        assert equipped == ["otel-after"]
+    finally:
+        stop_other()
 
 
 def test_registered_for_opentelemetry_instrument() -> None:

@@ -55,7 +55,8 @@ def main() -> None:
     )
     after = make_app("after")
     if mode == "with_explicit_plugin":
-        after.add_plugin(SentryPlugin())
+        # Its own option says to report retries; the integration's options apply (README).
+        after.add_plugin(SentryPlugin(report_retries=True))
     statuses = [run(before), run(after)]
     with sentry_sdk.isolation_scope() as scope:
         scope.clear_breadcrumbs()

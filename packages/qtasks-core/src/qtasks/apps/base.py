@@ -34,6 +34,23 @@ from qtasks.schemas.options import (
 from qtasks.schemas.task import Task, storable_text, stored_id
 from qtasks.workers.base import BaseWorker
 
+_APP_HOOKS: list[Callable[[BaseQueueTasks], None]] = []
+
+
+def on_app_created(hook: Callable[[BaseQueueTasks], None]) -> Callable[[], None]:
+    """Call `hook(app)` at the end of every app's construction from now on (integrations that
+    equip every app: OpenTelemetry's instrumentor, Sentry's integration); returns the function
+    that stops it. Each integration removes only its own hook, whatever the order in which
+    they came and go (wrapping `__init__` in turn, they undid each other)."""
+    _APP_HOOKS.append(hook)
+
+    def stop() -> None:
+        if hook in _APP_HOOKS:
+            _APP_HOOKS.remove(hook)
+
+    return stop
+
+
 # The ids of manual retries (`app.retry`), made from the retried record's.
 _RETRY_IDS = uuidlib.UUID("6f1c2f5e-0b7a-4d59-9a43-7a1e2b8c4d10")
 
@@ -102,6 +119,8 @@ class BaseQueueTasks(TaskRegistrar):
         worker.tasks = self.tasks
         self._merge_shared()
         set_default_app(self)
+        for hook in list(_APP_HOOKS):
+            hook(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} broker={self.broker!r}>"

@@ -1,24 +1,24 @@
 """`QtasksInstrumentor`: the OpenTelemetry way to switch the plugin on for every app.
 
 `QtasksInstrumentor().instrument()` (or `opentelemetry-instrument`, through the
-`opentelemetry_instrumentor` entry point) wraps `BaseQueueTasks.__init__`, so every app made
-afterwards gets one shared `OpenTelemetryPlugin`; `uninstrument()` restores it and removes the
-plugin from those apps. It follows `opentelemetry.instrumentation.BaseInstrumentor`'s interface
-(a singleton with `instrument(**kwargs)`, `uninstrument(**kwargs)`,
-`is_instrumented_by_opentelemetry`, `instrumentation_dependencies()`), which is all the
-auto-instrumentation loader calls, without depending on `opentelemetry-instrumentation`.
+`opentelemetry_instrumentor` entry point) hooks into app construction (`on_app_created`), so
+every app made afterwards gets one shared `OpenTelemetryPlugin`; `uninstrument()` removes the
+hook, and the plugin from those apps. It follows
+`opentelemetry.instrumentation.BaseInstrumentor`'s interface (a singleton with
+`instrument(**kwargs)`, `uninstrument(**kwargs)`, `is_instrumented_by_opentelemetry`,
+`instrumentation_dependencies()`), which is all the auto-instrumentation loader calls, without
+depending on `opentelemetry-instrumentation`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import weakref
 from collections.abc import Callable, Collection
 from typing import Any, ClassVar
 
-from qtasks.apps.base import BaseQueueTasks
+from qtasks.apps.base import BaseQueueTasks, on_app_created
 from qtasks.otel.plugin import OpenTelemetryPlugin
 
 log = logging.getLogger("qtasks.otel")
@@ -42,13 +42,13 @@ class QtasksInstrumentor:
             if cls._instance is None:
                 instance = super().__new__(cls)
                 instance._plugin = None
-                instance._original = None
+                instance._stop = None
                 instance._apps = weakref.WeakSet()
                 cls._instance = instance
             return cls._instance
 
     _plugin: OpenTelemetryPlugin | None
-    _original: Callable[..., None] | None
+    _stop: Callable[[], None] | None
     _apps: weakref.WeakSet[BaseQueueTasks]
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -67,26 +67,21 @@ class QtasksInstrumentor:
                 tracer_provider=kwargs.get("tracer_provider"),
                 meter_provider=kwargs.get("meter_provider"),
             )
-            original = BaseQueueTasks.__init__
             apps = self._apps
 
-            @functools.wraps(original)
-            def __init__(app: BaseQueueTasks, *args: Any, **init_kwargs: Any) -> None:
-                original(app, *args, **init_kwargs)
+            def equip(app: BaseQueueTasks) -> None:
                 if not app.plugins.pm.has_plugin(PLUGIN_NAME):
                     app.plugins.add_plugin(plugin, name=PLUGIN_NAME)
                     apps.add(app)
 
-            self._plugin, self._original = plugin, original
-            BaseQueueTasks.__init__ = __init__  # type: ignore[method-assign,assignment]
+            self._plugin, self._stop = plugin, on_app_created(equip)
 
     def uninstrument(self, **kwargs: Any) -> None:
         with self._lock:
-            if self._plugin is None or self._original is None:
+            if self._plugin is None or self._stop is None:
                 return
-            BaseQueueTasks.__init__ = self._original  # type: ignore[method-assign]
+            self._stop()
             for app in list(self._apps):
-                if app.plugins.pm.is_registered(self._plugin):
-                    app.plugins.unregister(self._plugin)
+                self._plugin.remove_from(app)  # and its producer-span helper
             self._apps = weakref.WeakSet()
-            self._plugin = self._original = None
+            self._plugin = self._stop = None

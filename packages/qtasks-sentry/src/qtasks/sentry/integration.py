@@ -2,15 +2,15 @@
 
     sentry_sdk.init(dsn=..., integrations=[QtasksIntegration()])
 
-Like sentry-sdk's Celery, arq and RQ integrations, `setup_once` patches the library once per
-process and every patched path checks at run time whether the current client has the
-integration enabled. Here the patch gives every app (those that exist, and those created later) a
-`SentryPlugin` that follows the integration's options and does nothing under a client without it.
+Like sentry-sdk's Celery, arq and RQ integrations, `setup_once` hooks into the library once per
+process and every hooked path checks at run time whether the current client has the
+integration enabled. Here the hook (`on_app_created`) gives every app (those that exist, and
+those created later) a `SentryPlugin` that follows the integration's options and does nothing
+under a client without it.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import threading
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import sentry_sdk
 from sentry_sdk.integrations import Integration
 
-from qtasks.apps.base import BaseQueueTasks
+from qtasks.apps.base import BaseQueueTasks, on_app_created
 from qtasks.sentry.plugin import INTEGRATION_PLUGIN_NAME as PLUGIN_NAME
 from qtasks.sentry.plugin import SentryPlugin, checked_flag
 
@@ -64,11 +64,4 @@ def _equip(app: BaseQueueTasks) -> None:
 
 
 def _patch_app_init() -> None:
-    original = BaseQueueTasks.__init__
-
-    @functools.wraps(original)
-    def __init__(app: BaseQueueTasks, *args: Any, **kwargs: Any) -> None:
-        original(app, *args, **kwargs)
-        _equip(app)
-
-    BaseQueueTasks.__init__ = __init__  # type: ignore[method-assign,assignment]
+    on_app_created(_equip)

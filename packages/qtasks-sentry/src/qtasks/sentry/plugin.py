@@ -118,8 +118,9 @@ class SentryPlugin:
         return self.report_retries
 
     def _defers(self, host: Any) -> bool:
-        """Whether the integration's plugin, active on this app too, makes the breadcrumbs (the
-        other handlers settle who acts through the headers and the running execution)."""
+        """Whether the integration's plugin, active on this app too, handles the executions and
+        makes the breadcrumbs, so that its options apply (the enqueue's headers are settled by
+        whichever comes first: the other sees them)."""
         other = host.pm.get_plugin(INTEGRATION_PLUGIN_NAME)
         return other is not None and other is not self and other._client() is not None
 
@@ -165,8 +166,8 @@ class SentryPlugin:
     @hookimpl
     def worker_execute_before(self, worker: Any, task_broker: Envelope, task_func: Any) -> None:
         client = self._client()
-        if client is None:
-            return
+        if client is None or self._defers(worker.plugins):
+            return  # no Sentry, or the integration's plugin (its options) handles the task
         env = task_broker
         current = _current.get()
         if current is not None:
