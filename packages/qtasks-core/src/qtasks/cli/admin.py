@@ -11,6 +11,8 @@ from qtasks.cli.appload import call, load_app
 from qtasks.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
 from qtasks.cli.render import Progress, dump_json, table
 
+DEAD_PAGE = 1000
+
 
 def live_stats(app: Any) -> dict[str, Any]:
     broker = call(app.broker.stats)
@@ -143,7 +145,7 @@ def cmd_dead(args: argparse.Namespace) -> int:
             )
         return EXIT_OK
     if args.action == "retry":
-        uuids = args.uuids or [e.uuid for e in call(app.broker.list_dead, 10_000)]
+        uuids = args.uuids or _every_dead_id(app)
         progress = Progress("retried", len(uuids))
         failed = 0
         for uuid in uuids:
@@ -207,3 +209,14 @@ def register(sub: Any) -> None:
 
 
 __all__ = ["EXIT_FAILED", "register"]
+
+
+def _every_dead_id(app: Any) -> list[str]:
+    """Every dead letter's id now, page by page (a set larger than one page, up to the broker's
+    `dead_letter_limit`, is retried whole): the ids first, since retrying takes them out."""
+    ids: list[str] = []
+    while True:
+        page = call(app.broker.list_dead, DEAD_PAGE, len(ids))
+        ids += [entry.uuid for entry in page]
+        if len(page) < DEAD_PAGE:
+            return ids
