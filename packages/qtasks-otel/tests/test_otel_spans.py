@@ -319,3 +319,37 @@ async def test_baggage_from_elsewhere_is_no_trace_context(
     (send,) = telemetry.spans(SpanKind.PRODUCER)
     (process,) = telemetry.spans(SpanKind.CONSUMER)
     assert process.parent is not None and process.parent.span_id == send.context.span_id
+
+
+async def test_baggage_entries_already_there_are_not_sent_twice(
+    harness: Harness, telemetry: Telemetry
+) -> None:
+    """A task enqueued from a task: its baggage holds the entries the parent came with
+    (Sentry's), which Sentry writes again. Before, they were sent twice on every such hop."""
+    if harness.kind == "sync":
+        pytest.skip("the parent awaits the asyncio app's enqueue")
+    harness.app.add_plugin(telemetry.plugin())
+    seen: dict[str, str] = {}
+
+    class Probe:
+        @hookimpl
+        def worker_execute_before(self, task_broker: Any) -> None:
+            seen[task_broker.task] = task_broker.headers.get("baggage", "")
+
+    harness.app.add_plugin(Probe())
+
+    @harness.task(name="child")
+    def child() -> None:
+        return None
+
+    @harness.task(name="parent")
+    async def parent() -> str:
+        # What Sentry's plugin does on every enqueue: its own entries in the header.
+        child_task = await harness.app.enqueue("child", headers={"baggage": "sentry-x=1"})
+        return str(child_task.uuid)
+
+    await harness.start()
+    queued = await harness.call("enqueue", "parent", headers={"baggage": "sentry-x=1"})
+    final = await harness.call("wait", queued.uuid, 5)
+    assert (await harness.call("wait", final.returning, 5)).status == "success"
+    assert seen["child"].split(",") == ["sentry-x=1"]

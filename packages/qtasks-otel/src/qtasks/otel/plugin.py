@@ -161,8 +161,7 @@ class OpenTelemetryPlugin:
         if not carrier:
             return None
         if headers.get(_BAGGAGE) and carrier.get(_BAGGAGE):
-            # W3C baggage is a list: keep the entries already there (Sentry's) beside ours.
-            carrier[_BAGGAGE] = f"{headers[_BAGGAGE]},{carrier[_BAGGAGE]}"
+            carrier[_BAGGAGE] = _merge_baggage(headers[_BAGGAGE], carrier[_BAGGAGE])
         return {"headers": {**headers, **carrier}}
 
     def _tracing(self) -> bool:
@@ -301,3 +300,12 @@ class OpenTelemetryPlugin:
         if execution.token is not None:
             otel_context.detach(execution.token)
         execution.span.end()
+
+
+def _merge_baggage(existing: str, ours: str) -> str:
+    """W3C baggage is a list: the entries already there (Sentry's) are kept, and ours follow,
+    but for keys already there. A worker's baggage holds the entries its task came with, so
+    without that, Sentry's would be sent twice on every enqueue from a task."""
+    keys = {entry.split("=", 1)[0].strip() for entry in existing.split(",")}
+    added = [entry for entry in ours.split(",") if entry.split("=", 1)[0].strip() not in keys]
+    return ",".join([existing, *added]) if added else existing
