@@ -82,7 +82,18 @@ def test_token_auth_in_the_browser_uses_a_login_and_a_session_cookie(
     cookie = ok.headers["set-cookie"]
     assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
     assert TOKEN not in cookie  # the cookie is an HMAC of the token, not the token
+    assert "secure" not in cookie.lower()  # plain HTTP, no proxy saying otherwise
     assert token_client.get("/tasks").status_code == 200
+    # Behind a TLS proxy the cookie is Secure (before, never: the proxy speaks HTTP to us).
+    token_client.cookies.clear()  # the login form's CSRF token is the anonymous caller's
+    proxied = token_client.post(
+        "/login",
+        data={"csrf_token": csrf[1], "token": TOKEN, "next": "/tasks"},
+        headers={"X-Forwarded-Proto": "https"},
+        follow_redirects=False,
+    )
+    assert proxied.status_code == 303 and "secure" in proxied.headers["set-cookie"].lower()
+    token_client.cookies.set(SESSION_COOKIE, proxied.cookies[SESSION_COOKIE])
     # Logged in, a POST still needs the CSRF token of this identity.
     assert token_client.post(f"/api/tasks/{filled.errors[0]}/retry").status_code == 403
     token_client.cookies.clear()

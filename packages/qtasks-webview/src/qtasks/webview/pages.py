@@ -211,7 +211,10 @@ async def login(request: Request) -> Response:
         session_value(settings.auth.token),
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # Behind a TLS proxy the request itself is plain HTTP: the proxy's header says HTTPS.
+        # A client that sends it over HTTP only makes its own cookie stricter.
+        secure=request.url.scheme == "https"
+        or request.headers.get("x-forwarded-proto", "").lower() == "https",
         path="/",
     )
     return response
