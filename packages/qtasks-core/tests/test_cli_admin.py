@@ -29,3 +29,13 @@ def test_dead_retry_without_ids_takes_every_dead_letter_page_by_page(
             assert time.monotonic() < deadline
             time.sleep(0.01)
     assert set(admin._every_dead_id(worker)) == queued
+
+
+def test_stats_inspect_without_a_target_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from qtasks.cli.main import main
+
+    # Before: it printed the live figures, as `stats` does.
+    assert main(["-A", "nowhere:app", "stats", "inspect"]) == 2
+    assert "inspect targets" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import redis
 from redis_test_support import async_app, sync_app, wait_for
 
 from qtasks.configs.memory import SyncMemoryGlobalConfig
-from qtasks.exc import QueueFullError, SerializationError
+from qtasks.exc import QueueFullError, SerializationError, TaskOptionError
 from qtasks.redis import AsyncRedisGlobalConfig, SyncRedisGlobalConfig
 
 NO_TTL_FAMILIES = (
@@ -193,6 +193,11 @@ def test_global_config_reads_back_the_same_in_memory_and_in_redis(
         with pytest.raises(SerializationError):
             config.set_nx("s", "bad", bad, ttl=5)
     assert "bad" not in config.get_all("s")
+    # A TTL that is not a positive number: before, at once in memory and 1 ms in Redis.
+    for ttl in (0, -1, float("inf"), "5"):
+        with pytest.raises(TaskOptionError):
+            config.set_nx("s", "ttl", 1, ttl=ttl)
+    assert "ttl" not in config.get_all("s")
 
 
 def test_a_config_starts_while_redis_is_out_of_memory(

@@ -67,6 +67,8 @@ def print_stats(data: dict[str, Any]) -> None:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    if args.inspect and not args.target:  # it showed the live figures instead
+        raise CliError("inspect targets: app | tasks [NAME...] | task NAME", EXIT_USAGE)
     app = load_app(args.app)
     if args.target:
         return inspect(app, args.target)

@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 
 from qtasks._drive import Flow, run_async, run_sync
 from qtasks.base.component import Component
-from qtasks.exc import QueueFullError
+from qtasks.exc import QueueFullError, TaskOptionError
 from qtasks.schemas.envelope import dumps
+from qtasks.schemas.options import check_seconds
 
 STATUS_NAME = "main"
 WORKERS_NAME = "workers"
@@ -94,6 +95,11 @@ class BaseGlobalConfig(Component):
         return dict(out["get"])
 
     def _set_nx_flow(self, name: str, key: str, value: Any, ttl: float | None) -> Flow[bool]:
+        if ttl is not None:
+            # A TTL of 0 or less expired at once in memory and lived 1 ms in Redis.
+            ttl = check_seconds(ttl, "ttl", f"global config set_nx {name!r}/{key!r}")
+            if ttl is not None and ttl <= 0:
+                raise TaskOptionError(f"global config set_nx: ttl must be positive, not {ttl!r}")
         return bool((yield partial(self._set, *self._stored(name, key, value), ttl, True)))
 
     def _delete_flow(self, name: str, key: str) -> Flow[None]:
