@@ -59,8 +59,9 @@ class _Execution:
 
 
 # The execution running in this context. A context variable, not a dict keyed by task id: it
-# needs no cleanup when an execution dies half-way (an asyncio task's context dies with it; a
-# pool thread's is swept when its next task starts).
+# needs no cleanup when an execution dies half-way (every task runs in a context of its own,
+# the asyncio task's or the sync worker's copy, which dies with it; the span of such an
+# execution, whose flow raised before its final write, is not ended, so not exported).
 _current: ContextVar[_Execution | None] = ContextVar("qtasks_otel_execution", default=None)
 
 
