@@ -186,8 +186,9 @@ class RedisConnection:
         self.owned = client is None
         self._per_loop = self.owned and is_async
         self._bound: _Bound | None = None if client is None else _Bound(client)
-        # Per loop (owned asyncio clients): the loop last used with its client, and the others.
-        self._last: tuple[asyncio.AbstractEventLoop | None, _Bound | None, int] = (None, None, 0)
+        # Per loop (owned asyncio clients): the loop last used, its client and the thread that
+        # ran it; and every live loop's client.
+        self._last: tuple[asyncio.AbstractEventLoop, _Bound, int] | None = None
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Bound] = (
             weakref.WeakKeyDictionary()
         )
@@ -207,9 +208,8 @@ class RedisConnection:
             # runs one loop at a time). Asking asyncio for the running loop costs a getpid()
             # system call on Python 3.11.
             last = self._last  # one read: another thread may switch it meanwhile
-            bound = last[1]
-            if bound is not None and last[2] == threading.get_ident() and last[0].is_running():  # type: ignore[union-attr]
-                return bound
+            if last is not None and last[2] == threading.get_ident() and last[0].is_running():
+                return last[1]
             loop = _running_loop()
             if loop is not None:
                 return self._switch(loop, socket_timeout)
@@ -224,7 +224,7 @@ class RedisConnection:
 
     def _switch(self, loop: asyncio.AbstractEventLoop, socket_timeout: float) -> _Bound:
         with self._lock:
-            if self._last[0] is None and self._bound is not None:
+            if self._last is None and self._bound is not None:
                 self._by_loop[loop] = self._bound  # made before any loop ran: this one's
             for closed in [other for other in self._by_loop if other.is_closed()]:
                 del self._by_loop[closed]  # its connections are dead: left to the collector

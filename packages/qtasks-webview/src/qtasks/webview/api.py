@@ -154,10 +154,15 @@ async def cancel(request: Request) -> Response:
 
 
 async def retry(request: Request) -> Response:
-    # The dead page's retry takes any dead letter's id; the task page's a task uuid.
-    dead = request.url.path.startswith("/api/dead/")
-    uuid = _dead_id_param(request) if dead else _uuid_param(request)
+    return await _retry(request, _uuid_param(request))
 
+
+async def retry_dead(request: Request) -> Response:
+    """The dead page's retry: any dead letter's id, not only a task uuid."""
+    return await _retry(request, _dead_id_param(request))
+
+
+async def _retry(request: Request, uuid: str) -> Response:
     async def run(fields: dict[str, str]) -> Outcome:
         follow = await source_of(request).retry(uuid)
         if follow is None:
@@ -214,7 +219,7 @@ routes = [
     Route("/api/tasks/{uuid}/retry", retry, methods=["POST"]),
     Route("/api/dead", dead),
     Route("/api/dead/purge", purge_dead_all, methods=["POST"]),
-    Route("/api/dead/{uuid}/retry", retry, methods=["POST"]),
+    Route("/api/dead/{uuid}/retry", retry_dead, methods=["POST"]),
     Route("/api/dead/{uuid}/purge", purge_dead_one, methods=["POST"]),
     Route("/api/schedules", schedules),
     Route("/api/workers", workers),
