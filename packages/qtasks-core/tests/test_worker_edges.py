@@ -314,6 +314,34 @@ async def test_retrying_a_failed_record_twice_runs_it_once_more(harness: Harness
     assert len(runs) == 2
 
 
+async def test_a_retried_record_is_enqueued_like_any_task(harness: Harness) -> None:
+    runs: list[int] = []
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    class Tracer:
+        @hookimpl
+        def qtasks_add_task_before_broker(
+            self, task_name: str, extra: dict[str, Any], headers: dict[str, str]
+        ) -> dict[str, Any]:
+            sent.append((task_name, dict(extra)))
+            return {"headers": {**headers, "trace": str(len(sent))}}
+
+    @harness.task(name="flaky", retry=1, retry_backoff=0)
+    def flaky() -> None:
+        runs.append(1)
+        raise ValueError("fails every time")
+
+    harness.app.add_plugin(Tracer())
+    await harness.start()
+    failed = await harness.call("wait", (await harness.add_task("flaky")).uuid, 5)
+    assert failed.status == "error" and len(runs) == 2
+    again = await harness.call("retry", failed.uuid)
+    # Before: the re-run skipped the enqueue triggers (no send span, no trace headers).
+    assert sent == [("flaky", {}), ("flaky", {"retried_from": str(failed.uuid)})]
+    assert (await harness.call("wait", again.uuid, 5)).status == "error"
+    assert len(runs) == 4
+
+
 async def test_cancelled_and_purged_records_expire_like_finished_ones(harness: Harness) -> None:
     # The in-memory store kept them for good (Redis gives them `result_ttl`).
     harness.app.config.result_ttl = 0.2

@@ -189,3 +189,33 @@ def test_a_dead_letter_that_never_was_a_task_can_be_purged(secret_redis: RedisSe
         assert web.get("/api/dead").json()["total"] == 0
         control = web.post("/api/dead/bad%0Aid/purge", headers=headers)
         assert control.status_code == 400  # not text an id could be
+
+
+def test_a_retry_the_serving_apps_task_no_longer_takes_is_refused(
+    filled: Filled, secret_redis: RedisServer
+) -> None:
+    from qtasks.asyncio import QueueTasks
+    from qtasks.webview.source import Source
+
+    served = QueueTasks(name=APP_NAME, broker_url=secret_redis.url)
+
+    @served.task(name="boom")
+    async def boom() -> None:  # a deploy dropped its parameter
+        return None
+
+    view = create_app(source=Source(Target(APP_NAME, secret_redis.url), app=served))
+    with TestClient(view, base_url=BASE) as client:
+        token = client.get("/api/csrf").json()["csrf_token"]
+        response = client.post(
+            f"/api/tasks/{filled.errors[0]}/retry", headers={"X-CSRF-Token": token}
+        )
+        assert response.status_code == 409, response.text
+        assert response.json()["error_code"] == "retry_refused"
+        assert "boom" in response.json()["error"]
+        form = client.post(
+            f"/api/tasks/{filled.errors[0]}/retry",
+            data={"csrf_token": token, "next": "/tasks"},
+            follow_redirects=False,
+        )
+        assert form.status_code == 303 and "error=retry_refused" in form.headers["location"]
+        assert "no longer takes it" in client.get(form.headers["location"]).text

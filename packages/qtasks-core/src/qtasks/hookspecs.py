@@ -66,7 +66,8 @@ def qtasks_add_task_before_broker(
     eta: float | None,
     queue: str | None,
 ) -> dict[str, Any] | None:
-    """`app.add_task`, after validation and before the broker is called.
+    """`app.add_task` (and `enqueue`, `add_tasks`, and `app.retry` of a finished record), after
+    validation and before the broker is called.
 
     Return any of `task_name`, `priority`, `extra`, `args`, `kw`, `headers`, `eta` to replace it.
     `headers` is where integrations put trace context; every broker carries it. `queue` is the
@@ -84,7 +85,8 @@ def qtasks_add_task_after_broker(
     kwargs: dict[str, Any],
     task: Task,
 ) -> None:
-    """`app.add_task`, after the broker accepted the task (`task` is its `new` record)."""
+    """`app.add_task` (and `enqueue`, and `app.retry` of a finished record; not `add_tasks`),
+    after the broker accepted the task (`task` is its `new` record)."""
 
 
 @trigger("app", replaces=("task",))

@@ -181,6 +181,7 @@ class BaseQueueTasks(TaskRegistrar):
         queue: str | None,
         extra: dict[str, Any] | None,
         headers: dict[str, str] | None,
+        uuid: str | None = None,
     ) -> Flow[Envelope]:
         if type(task_name) is not str or not task_name:
             check_name(task_name)
@@ -235,6 +236,7 @@ class BaseQueueTasks(TaskRegistrar):
             extra,
             args,
             kwargs,
+            uuid=uuid,
             eta=eta,
             headers=headers,
             queue=queue or (definition.queue if definition else None),
@@ -262,6 +264,12 @@ class BaseQueueTasks(TaskRegistrar):
         env = yield from self._envelope_flow(
             task_name, args, kwargs, priority, eta, queue, extra, headers
         )
+        task = yield from self._send_flow(env)
+        if timeout is not None:
+            return (yield from self._wait_flow(str(task.uuid), timeout, fresh=True))
+        return task
+
+    def _send_flow(self, env: Envelope) -> Flow[Task]:
         task = yield from self.broker._add_flow(env)
         if self.plugins.wants("qtasks_add_task_after_broker"):
             yield from self.plugins.app(
@@ -274,8 +282,6 @@ class BaseQueueTasks(TaskRegistrar):
                 kwargs=env.kwargs,
                 task=task,
             )
-        if timeout is not None:
-            return (yield from self._wait_flow(str(task.uuid), timeout, fresh=True))
         return task
 
     def _options_flow(
@@ -374,16 +380,21 @@ class BaseQueueTasks(TaskRegistrar):
         record = yield from self._get_flow(str(uuid))
         if record is None or record.status not in ("error", "cancel"):
             return None
-        env = self.broker.make_envelope(
+        # An enqueue like any other: the task's current checks and retry policy, and the
+        # enqueue triggers (a tracing plugin's send span and headers: the old ones are not
+        # copied, the re-run is caused by this call).
+        env = yield from self._envelope_flow(
             record.task_name,
+            tuple(record.args),
+            dict(record.kwargs),
             record.priority,
+            None,
+            record.queue,
             {**record.extra, "retried_from": str(uuid)},
-            record.args,
-            record.kwargs,
+            None,
             uuid=str(uuidlib.uuid5(_RETRY_IDS, str(record.uuid))),
-            queue=record.queue,
         )
-        return (yield from self.broker._add_flow(env))
+        return (yield from self._send_flow(env))
 
     def _cancel_flow(self, uuid: str, reason: str | None) -> Flow[str]:
         if reason is not None:

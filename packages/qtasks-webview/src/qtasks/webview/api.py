@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from qtasks.exc import TaskArgumentsError, TaskOptionError, UnknownTaskError
 from qtasks.webview.params import BadRequest, body_fields, exact_uuid, paging, task_query
 from qtasks.webview.records import task_json
 from qtasks.webview.security import CSRF_FIELD, CSRF_HEADER, csrf_ok, csrf_token, safe_next
@@ -164,7 +165,11 @@ async def retry_dead(request: Request) -> Response:
 
 async def _retry(request: Request, uuid: str) -> Response:
     async def run(fields: dict[str, str]) -> Outcome:
-        follow = await source_of(request).retry(uuid)
+        try:
+            follow = await source_of(request).retry(uuid)
+        except (UnknownTaskError, TaskArgumentsError, TaskOptionError) as exc:
+            # The app serving the view has tasks, and the record no longer fits one of them.
+            return {"uuid": uuid, "error": str(exc), "error_code": "retry_refused"}, 409, None
         if follow is None:
             return (
                 {

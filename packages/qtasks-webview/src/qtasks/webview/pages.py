@@ -50,6 +50,7 @@ MESSAGES = {
     "cancel_unknown": "No such task.",
     "retried": "The task was sent to run again.",
     "retry_nothing": "Nothing to retry: the task is not failed, cancelled or dead-lettered.",
+    "retry_refused": "The task cannot run again as it was: its definition no longer takes it.",
     "purged": "The dead letter was purged.",
     "purged_all": "Every dead letter was purged.",
     "purge_nothing": "No such dead letter.",
