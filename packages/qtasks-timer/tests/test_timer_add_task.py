@@ -131,6 +131,14 @@ def test_arguments_the_task_does_not_take_and_bad_options_are_rejected_now(
         timer.add_task("report", trigger=CronTrigger(second="*"), schedule_id=5)
     with pytest.raises(TaskOptionError, match="coalesce must be a bool"):
         timer.add_task("report", trigger=CronTrigger(second="*"), coalesce="no")
+    with pytest.raises(TaskOptionError, match="verbose given both as keywords and in task_kwargs"):
+        timer.add_task(
+            "report", trigger=CronTrigger(second="*"), verbose=True, task_kwargs={"verbose": 1}
+        )
+    with pytest.raises(TaskOptionError, match="task_kwargs must be a dict of str keys"):
+        timer.add_task("report", trigger=CronTrigger(second="*"), task_kwargs=[("verbose", 1)])
+    with pytest.raises(TaskArgumentsError):  # checked like any keyword
+        timer.add_task("report", trigger=CronTrigger(second="*"), task_kwargs={"priority": 1})
     assert timer._schedules == {}
 
 

@@ -147,6 +147,29 @@ def test_an_enqueue_is_an_ordinary_app_enqueue_tagged_with_its_tick(
     assert record.extra == {"timer_schedule": schedule.id, "timer_tick": run_time.isoformat()}
 
 
+def test_task_keywords_named_like_the_timers_own_go_in_task_kwargs(
+    store_url: str, ledger: Any
+) -> None:
+    app = QueueTasks(name="timer-run", broker_url=store_url)
+
+    @app.task(name="alert")
+    def alert(level: str, *, priority: str, trigger: str) -> None:
+        return None
+
+    app.add_plugin(ledger, component="timer")
+    with SyncTimer(app) as timer:
+        timer.add_task(
+            "alert",
+            "warn",
+            trigger=fast_trigger(),
+            task_kwargs={"priority": "high", "trigger": "x"},
+        )
+        assert ledger.wait_enqueued(1)
+    record = app.get(ledger.enqueued()[0][1].uuid)
+    assert record is not None and record.kwargs == {"priority": "high", "trigger": "x"}
+    assert record.priority == 0  # the schedule's own priority is the task's default
+
+
 def test_schedules_are_listed_and_stored_for_stats_and_web_views(
     store_url: str, ledger: Any
 ) -> None:

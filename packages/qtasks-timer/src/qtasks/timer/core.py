@@ -81,6 +81,7 @@ class TimerCore(BaseTimer):
         misfire_grace_time: float | None = DEFAULT_MISFIRE_GRACE_TIME,
         coalesce: bool = True,
         schedule_id: str | None = None,
+        task_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Schedule:
         """Enqueue `task_name(*args, **kwargs)` on every tick of `trigger`.
@@ -89,7 +90,8 @@ class TimerCore(BaseTimer):
         is any APScheduler 3.x trigger. A tick later than `misfire_grace_time` seconds (None: no
         limit) is skipped; `coalesce` folds ticks missed while no timer ran into one. Replicas
         adding the same task, arguments and trigger share one `schedule_id`, hence one
-        enqueue per tick; pass `schedule_id=` to name it yourself.
+        enqueue per tick; pass `schedule_id=` to name it yourself. `task_kwargs` holds keyword
+        arguments of the task named like one of this method's own (`trigger`, `priority`, ...).
 
         Raises `UnknownTaskError` for a task the app does not register (unless it registers
         none), `TaskArgumentsError` for arguments the task does not accept, `TaskOptionError`
@@ -97,8 +99,10 @@ class TimerCore(BaseTimer):
         is not a bool, and `InvalidTriggerError` for a missing or foreign trigger.
         """
         name, task_args = _split_name(args, task_name)
-        self._check_task(name, task_args, kwargs)
         what = f"schedule of task {name!r}"
+        if task_kwargs is not None:
+            kwargs = _merge_task_kwargs(what, task_kwargs, kwargs)
+        self._check_task(name, task_args, kwargs)
         if priority is not None:  # checked now, not at the first tick
             priority = check_priority(priority, what)
         if schedule_id is not None and (type(schedule_id) is not str or not schedule_id):
@@ -417,6 +421,19 @@ def _split_name(args: tuple[Any, ...], task_name: Any) -> tuple[str, tuple[Any, 
     if not isinstance(name, str) or not name:
         raise TypeError(f"the task name must be a non-empty str, got {name!r}")
     return name, tuple(rest)
+
+
+def _merge_task_kwargs(what: str, task_kwargs: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(task_kwargs, dict) or not all(type(k) is str for k in task_kwargs):
+        raise TaskOptionError(
+            f"{what}: task_kwargs must be a dict of str keys, not {task_kwargs!r}"
+        )
+    both = task_kwargs.keys() & kwargs.keys()
+    if both:
+        raise TaskOptionError(
+            f"{what}: {', '.join(sorted(both))} given both as keywords and in task_kwargs"
+        )
+    return {**kwargs, **task_kwargs}
 
 
 def _check_grace(value: Any) -> float | None:
