@@ -84,7 +84,14 @@ def test_task_list_filters(client: TestClient, filled: Filled) -> None:
     found = client.get(f"/api/tasks?q={prefix}").json()
     assert uuids(found) == {filled.xss}
     exact = client.get(f"/api/tasks?q={filled.errors[0]}").json()
-    assert uuids(exact) == {filled.errors[0]}
+    assert uuids(exact) == {filled.errors[0]} and exact["scanned"] == 1
+    # The other filters hold for an exact id too (they were ignored).
+    for other in ("status=success", "task_name=add", f"until={_iso_hours_ago(1)}"):
+        missed = client.get(f"/api/tasks?q={filled.errors[0]}&{other}").json()
+        assert missed["tasks"] == [] and missed["total"] == 0, other
+    assert uuids(client.get(f"/api/tasks?q={filled.errors[0]}&status=error").json()) == {
+        filled.errors[0]
+    }
 
     assert client.get("/api/tasks?window=1h").json()["has_more"] is False
     assert len(client.get("/api/tasks?window=1h&limit=200").json()["tasks"]) == 13
@@ -254,3 +261,7 @@ def test_the_task_list_page_reads_names_not_whole_records(secret_redis: RedisSer
         sent = admin.info("stats")["total_net_output_bytes"] - before
     assert page.status_code == 200 and "report" in page.text
     assert sent < 500_000, sent  # one row of 100 KB and the names; 2 MB before
+
+
+def _iso_hours_ago(hours: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M")

@@ -65,15 +65,24 @@ async def tasks(request: Request) -> Response:
     offset, limit = paging(request)
     source = source_of(request)
     if query.exact is not None:
-        task = await source.task(query.exact)
-        found = [] if task is None else [task_json(task)]
+        # One record read, then held to the same filters as any listing.
+        record = await source.task(query.exact)
+        filters = query.filters
+        task = record
+        if task is not None and (
+            not filters.matches(task)
+            or (filters.task_name is not None and task.task_name != filters.task_name)
+        ):
+            task = None
+        found = [] if task is None or offset > 0 else [task_json(task)]
         return JSONResponse(
             {
                 "tasks": found,
-                "total": len(found),
-                "offset": 0,
+                "total": 0 if task is None else 1,
+                "offset": offset,
                 "limit": limit,
                 "has_more": False,
+                "scanned": 0 if record is None else 1,
                 "truncated": False,
             }
         )
