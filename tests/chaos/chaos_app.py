@@ -127,6 +127,23 @@ class LedgerPlugin(BasePlugin):
         maybe_crash("after_ack", key)
 
 
+def _dump_asyncio_tasks(signum: int, frame: Any) -> None:
+    """SIGUSR2: every asyncio task's stack to stderr (the worker's log). faulthandler shows
+    the threads only, and a hung asyncio drain is one thread idle in `select`."""
+    import sys
+
+    loop = asyncio.events._get_running_loop()
+    if loop is None:
+        return
+    for task in asyncio.all_tasks(loop):
+        print(f"--- asyncio task {task.get_name()}: {task!r:.300}", file=sys.stderr)
+        task.print_stack(limit=30, file=sys.stderr)
+    sys.stderr.flush()
+
+
+signal.signal(signal.SIGUSR2, _dump_asyncio_tasks)
+
+
 def build() -> Any:
     """The app (a factory, so `-A chaos_app:build` reads the environment at start)."""
     flavour = os.environ.get("CHAOS_FLAVOUR", "sync")

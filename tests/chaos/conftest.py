@@ -221,10 +221,12 @@ class Workers:
             except subprocess.TimeoutExpired:
                 # A hung drain: faulthandler (PYTHONFAULTHANDLER) writes every thread's stack
                 # to the worker's log on SIGABRT, so the failure shows where it hangs.
+                worker.signal(signal.SIGUSR2)  # chaos_app: the asyncio tasks' stacks
+                time.sleep(0.5)  # a failure path only: let the handler write
                 worker.signal(signal.SIGABRT)
                 worker.proc.wait(5)
                 raise AssertionError(
-                    f"worker {worker.pid} did not drain within {timeout}s:\n{worker.log()[-6000:]}"
+                    f"worker {worker.pid} did not drain within {timeout}s:\n{worker.log()[-20000:]}"
                 ) from None
         return codes
 

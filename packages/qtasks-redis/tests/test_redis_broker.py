@@ -97,13 +97,13 @@ def test_priority_then_fifo_across_queues_in_one_batch(app: Any) -> None:
 
 def test_eta_is_held_in_redis_until_due(app: Any) -> None:
     broker = app.broker
-    env = broker.make_envelope("t", args=["later"], eta=time.time() + 0.3)
-    broker.add_many([env])
-    start = time.monotonic()
+    due = time.time() + 0.3
+    broker.add_many([broker.make_envelope("t", args=["later"], eta=due)])
     got = broker.claim("w", 1, 2.0, ["default"])
-    waited = time.monotonic() - start
+    # Measured from the eta itself: a slow enqueue (a loaded machine) shortens the wait.
+    late = time.time() - due
     assert keys_of(got) == ["later"]
-    assert 0.25 <= waited < 0.6, waited
+    assert -0.005 <= late < 0.3, late
 
 
 def test_idle_claim_is_woken_by_an_enqueue(app: Any) -> None:
