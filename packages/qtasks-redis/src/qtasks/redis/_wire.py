@@ -114,6 +114,11 @@ class _HiredisPacking:
         return [b"".join(self.pack_command(*command)[0] for command in commands)]
 
 
+_TIMEOUT: Any = getattr(asyncio, "timeout", None)
+"""`asyncio.timeout` (3.11+): on 3.11 `asyncio.wait_for` loses a cancel that comes in the turn
+its inner call ends, which once left a stopping worker's loop running for good."""
+
+
 class _QuickWrites(_HiredisPacking):
     """Mixin over a redis-py asyncio Connection class: packing, and writes without a drain."""
 
@@ -132,7 +137,11 @@ class _QuickWrites(_HiredisPacking):
         if transport.get_write_buffer_size() == 0:
             return  # the socket took it all: nothing to drain
         try:
-            await asyncio.wait_for(writer.drain(), self.socket_timeout)  # type: ignore[attr-defined]
+            if _TIMEOUT is not None:
+                async with _TIMEOUT(self.socket_timeout):  # type: ignore[attr-defined]
+                    await writer.drain()
+            else:
+                await asyncio.wait_for(writer.drain(), self.socket_timeout)  # type: ignore[attr-defined]
         except asyncio.TimeoutError:
             await self.disconnect(nowait=True)  # type: ignore[attr-defined]
             raise TimeoutError("Timeout writing to socket") from None
