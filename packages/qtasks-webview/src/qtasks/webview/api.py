@@ -67,13 +67,7 @@ async def tasks(request: Request) -> Response:
     if query.exact is not None:
         # One record read, then held to the same filters as any listing.
         record = await source.task(query.exact)
-        filters = query.filters
-        task = record
-        if task is not None and (
-            not filters.matches(task)
-            or (filters.task_name is not None and task.task_name != filters.task_name)
-        ):
-            task = None
+        task = record if record is not None and query.filters.matches(record) else None
         found = [] if task is None or offset > 0 else [task_json(task)]
         return JSONResponse(
             {

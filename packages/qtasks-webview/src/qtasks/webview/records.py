@@ -48,7 +48,10 @@ class Filters:
         return both or self.since is not None or self.until is not None or bool(self.uuid_prefix)
 
     def matches(self, task: Task) -> bool:
+        """Every filter but the uuid prefix (a scan decides that on the id alone)."""
         if self.status is not None and task.status != self.status:
+            return False
+        if self.task_name is not None and task.task_name != self.task_name:
             return False
         if self.since is not None and task.created_at < self.since:
             return False
