@@ -37,7 +37,10 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "D3": ("prefetch-bound", "tasks of 50 ms, concurrency 4, prefetch 2; leases sampled"),
     "D4": ("cron-dedupe", "two timers (sync, async) on a 1 s cron; SIGKILL one"),
     "D5": ("key-hygiene", "SCAN of the prefix after a SIGKILL run"),
-    "D6": ("async-cancel-crosstalk", "500 reads through a 5-20 ms proxy, cancelled at random"),
+    "D6": (
+        "async-cancel-crosstalk",
+        "500 reads x3 through a 5-20 ms proxy, half cancelled at random",
+    ),
     "D7": ("soak", "20k no-op tasks; RSS, fds and connected_clients sampled"),
     "E1": ("requirepass", "right and wrong password"),
     "E2": ("acl-least-privilege", "ACL user ~tq:* &tq:* +@all -@dangerous; a wrong prefix"),
